@@ -1,0 +1,1 @@
+"""LeNet-5 and the input contract it was trained with."""

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Pack model_store/mnist.mar: the LeNet-5 file, its state_dict, the handler, the shared
+# preprocessing package and config/model-config.yaml. Self-contained: it needs nothing from
+# this repository at serving time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+weights=${WEIGHTS:-artifacts/lenet5_mnist.pt}
+[ -f "$weights" ] || { echo "[archive] no weights at $weights: run 'make train' first" >&2; exit 1; }
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir "$stage/model" "$stage/handler"
+cp model/*.py "$stage/model/"       # the packages the handler imports, without caches
+cp handler/*.py "$stage/handler/"
+
+mkdir -p model_store
+torch-model-archiver --force \
+  --model-name mnist \
+  --version "${MODEL_VERSION:-1.0}" \
+  --model-file model/lenet5.py \
+  --serialized-file "$weights" \
+  --handler handler/digit_handler.py \
+  --extra-files "$stage" \
+  --config-file config/model-config.yaml \
+  --export-path model_store
+echo "[archive] wrote model_store/mnist.mar ($(du -k model_store/mnist.mar | cut -f1) KiB)"
