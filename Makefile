@@ -8,7 +8,7 @@ WEIGHTS := artifacts/lenet5_mnist.pt
 MAR := model_store/mnist.mar
 SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh
 
-.PHONY: setup data train evaluate archive serve stop smoke test bench
+.PHONY: setup data train evaluate archive serve stop smoke test bench image
 
 setup: .venv/.installed                       ## .venv with the pinned requirements, Java 17
 .venv/.installed: requirements.txt scripts/setup.sh
@@ -46,3 +46,6 @@ test: archive                                 ## unit and integration tests (a r
 
 bench: archive                                ## load test, see docs/performance.md
 	scripts/bench.sh
+
+image: archive                                ## the serving image (needs a Docker engine with BuildKit)
+	docker build --build-arg REVISION=$$(git rev-parse HEAD) -t mnist-torchserve .

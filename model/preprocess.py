@@ -135,10 +135,15 @@ def _grey(img: Image.Image) -> np.ndarray:
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if "A" in img.getbands():
-        alpha = np.asarray(img.getchannel("A"), np.float32) / 255
-        if alpha.min() < alpha.max():  # a real transparency mask: the alpha is the ink
-            return alpha
-    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        grey, alpha = (np.asarray(band, np.float32) / 255 for band in img.convert("LA").split())
+        if alpha.min() < alpha.max():
+            # Drawn on a transparent canvas: lay it on paper that contrasts with the ink.
+            opaque = grey[alpha > 0.5]
+            paper = 1.0 if opaque.size and _median(opaque) < 0.5 else 0.0
+            g = grey * alpha + paper * (1.0 - alpha)
+        else:
+            g = grey
+    elif img.mode in ("I", "F") or img.mode.startswith("I;16"):
         g = np.asarray(img, np.float32)
         lo, hi = float(g.min()), float(g.max())
         g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)

@@ -57,6 +57,10 @@ def train(cfg: dict) -> dict:
     x_test, y_test = to_model_input(test_digits).to(device), test_labels.to(device)
 
     model = LeNet5().to(device)
+    # An exponential moving average of the weights (and BatchNorm statistics) is what we
+    # evaluate and ship: it smooths out the last steps' noise.
+    averaged = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg["ema_decay"]), use_buffers=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps_per_epoch = -(-len(x_train) // cfg["batch_size"])
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"],
@@ -78,9 +82,10 @@ def train(cfg: dict) -> dict:
             loss.backward()
             optimizer.step()
             schedule.step()
+            averaged.update_parameters(model)
             loss_sum += loss.item() * len(batch)
             correct += (logits.argmax(dim=1) == y_train[batch]).sum().item()
-        test_accuracy = (predict(model, x_test).argmax(dim=1) == y_test).float().mean().item()
+        test_accuracy = (predict(averaged.module, x_test).argmax(dim=1) == y_test).float().mean().item()
         history.append({"epoch": epoch, "loss": loss_sum / len(x_train), "train_accuracy": correct / len(x_train),
                         "test_accuracy": test_accuracy, "seconds": time.perf_counter() - epoch_start})
         print("epoch {epoch:3d}  loss {loss:.4f}  train acc {train_accuracy:.4%}  "
@@ -89,9 +94,9 @@ def train(cfg: dict) -> dict:
     wall = time.perf_counter() - started
     out = Path(cfg["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, out / "lenet5_mnist.pt")
+    torch.save({k: v.cpu() for k, v in averaged.module.state_dict().items()}, out / "lenet5_mnist.pt")
     metrics = {
-        **report(predict(model, x_test).argmax(dim=1), y_test),
+        **report(predict(averaged.module, x_test).argmax(dim=1), y_test),
         "epochs": cfg["epochs"],
         "wall_seconds": round(wall, 1),
         "device": str(device),

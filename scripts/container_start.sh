@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Container entrypoint: TorchServe in the foreground, serving model_store/mnist.mar with
+# config/config.properties from the current directory (/home/model-server in the image).
+# Inference and metrics listen on every interface (INFERENCE_PORT, METRICS_PORT; 8080 and
+# 8082 by default); management and gRPC stay on 127.0.0.1 as config.properties says.
+set -euo pipefail
+[ -f model_store/mnist.mar ] || { echo "[container] no model_store/mnist.mar in $PWD" >&2; exit 1; }
+export TS_INFERENCE_ADDRESS="http://0.0.0.0:${INFERENCE_PORT:-8080}"
+export TS_METRICS_ADDRESS="http://0.0.0.0:${METRICS_PORT:-8082}"
+
+# `torchserve --foreground` is a Python launcher waiting on the Java frontend. Exec'd as the
+# main process, a SIGTERM (`docker stop`) would kill only the launcher and orphan Java, or be
+# ignored when it runs as PID 1. So this shell stays the main process and, on SIGTERM or
+# SIGINT, stops TorchServe the documented way: SIGTERM to Java, which stops its workers.
+stop() {
+  echo "[container] stopping TorchServe"
+  torchserve --stop --foreground
+  wait "$launcher"
+  exit 0
+}
+torchserve --foreground --ncs --ts-config config/config.properties &
+launcher=$!
+trap stop TERM INT
+wait "$launcher" || true   # gets past here only when TorchServe ended without being stopped
+echo "[container] TorchServe exited without being stopped; see logs/" >&2
+exit 1

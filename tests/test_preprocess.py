@@ -1,0 +1,103 @@
+"""The shared preprocessing: the normalizer is the identity on MNIST and undoes how users draw."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model.preprocess import (MEAN, STD, BlankImage, ImageTooLarge, NotAnImage, decode_image,
+                              normalize_digit, to_model_input)
+from training import user_styles as styles
+from training.data import load_digits
+
+CAP = 25_000_000
+
+
+def normalized(data: bytes) -> np.ndarray:
+    return normalize_digit(decode_image(data, CAP)).astype(float)
+
+
+def test_mnist_digits_pass_nearly_unchanged(test_set):
+    images = test_set[0][:1000]
+    out = np.stack([normalize_digit(Image.fromarray(a)) for a in images]).astype(int)
+    unchanged = (out == images).all(axis=(1, 2))
+    assert unchanged.mean() > 0.85                               # measured: 90%
+    assert np.abs(out - images).max() <= 8                       # the rest: contrast stretched
+
+
+@pytest.mark.parametrize("style,tolerance", [("dark_on_white", 0.5), ("transparent_canvas", 14),
+                                             ("large_off_centre", 16), ("photo_jpeg", 24)])
+def test_user_styles_come_back_close_to_the_original(test_set, style, tolerance):
+    """Mean absolute pixel error (0-255) against the normalized original, over 200 digits."""
+    rng = np.random.default_rng(0)
+    draw = getattr(styles, style)
+    images = test_set[0][:200]
+    errors = [np.abs(normalized(draw(a, rng)) - normalize_digit(Image.fromarray(a))).mean() for a in images]
+    assert np.mean(errors) < tolerance
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "PA", "1", "I;16", "I", "F", "CMYK"])
+def test_every_image_mode_gives_the_same_digit(test_set, mode):
+    digit = test_set[0][7]
+    reference = normalize_digit(Image.fromarray(digit)).astype(float)
+    img = Image.fromarray(digit)
+    if mode == "I;16":
+        img = Image.fromarray(digit.astype(np.uint16) * 257)
+    elif mode == "1":
+        img = img.point(lambda v: 255 if v > 127 else 0).convert("1")
+    elif mode == "PA":
+        img = img.convert("P")
+        img.info["transparency"] = 0    # the black background transparent
+    else:
+        img = img.convert(mode)
+    buffer = io.BytesIO()
+    img.save(buffer, "TIFF" if mode in ("I;16", "I", "F", "CMYK") else "PNG")
+    error = np.abs(normalized(buffer.getvalue()) - reference).mean()
+    assert error < (10 if mode == "1" else 1), f"{mode}: mean error {error:.1f}"
+
+
+def test_inverted_shifted_enlarged_digit_matches(test_set):
+    digit = test_set[0][11]
+    page = Image.new("L", (300, 200), 255)
+    page.paste(Image.fromarray(255 - digit).resize((112, 112), Image.BICUBIC), (170, 60))
+    error = np.abs(normalized(styles.encode(page)) - normalize_digit(Image.fromarray(digit))).mean()
+    assert error < 16                                            # resampling blur only
+
+
+@pytest.mark.parametrize("image", [Image.new("L", (40, 40), 255), Image.new("RGB", (40, 40), (90, 10, 10)),
+                                   Image.new("RGBA", (40, 40), (0, 0, 0, 0))])
+def test_blank_images_are_refused(image):
+    with pytest.raises(BlankImage):
+        normalized(styles.encode(image))
+
+
+def test_noise_alone_is_not_a_digit():
+    rng = np.random.default_rng(0)
+    noisy_paper = np.clip(rng.normal(200, 8, (120, 90)), 0, 255).astype(np.uint8)
+    with pytest.raises(BlankImage):
+        normalized(styles.encode(Image.fromarray(noisy_paper)))
+
+
+def test_undecodable_and_oversized_inputs_are_refused():
+    with pytest.raises(NotAnImage):
+        decode_image(b"", CAP)
+    with pytest.raises(NotAnImage):
+        decode_image(b"GIF89a" + b"\x00" * 40, CAP)
+    with pytest.raises(ImageTooLarge):
+        decode_image(styles.encode(Image.new("1", (6000, 5000))), CAP)
+
+
+def test_model_input_is_padded_and_standardized(test_set):
+    digits = torch.from_numpy(test_set[0][:4])
+    x = to_model_input(digits)
+    assert x.shape == (4, 1, 32, 32) and x.dtype == torch.float32
+    assert torch.allclose(x[:, :, :2], torch.tensor(-MEAN / STD))            # padding is background
+    assert torch.allclose(x[:, 0, 2:30, 2:30] * STD + MEAN, digits.float() / 255, atol=1e-6)
+
+
+def test_normalization_constants_match_the_training_data(mnist_root):
+    digits, _ = load_digits(mnist_root, train=True)
+    padded = to_model_input(digits) * STD + MEAN
+    assert padded.mean().item() == pytest.approx(MEAN, abs=5e-4)
+    assert padded.std().item() == pytest.approx(STD, abs=5e-4)

@@ -1,0 +1,173 @@
+"""A real TorchServe serving the built archive, driven over real HTTP."""
+import base64
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from training import user_styles as styles
+
+DIGITS = 500
+
+
+def post_all(server, bodies, content_type="image/png", workers=16):
+    """POST every body concurrently (so requests share TorchServe batches); responses in order."""
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda body: server.predict(body, content_type), bodies))
+
+
+def test_mnist_digits_answer_as_in_process(server, test_set, in_process):
+    images, labels = test_set[0][:DIGITS], test_set[1][:DIGITS]
+    responses = post_all(server, [styles.mnist_png(a) for a in images])
+    expected = in_process(images)
+    assert [r.status_code for r in responses] == [200] * DIGITS
+    answers = [r.json() for r in responses]
+    assert [a["digit"] for a in answers] == expected.argmax(axis=1).tolist()
+    got = np.array([a["probabilities"] for a in answers])
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-4)
+    assert [a["confidence"] for a in answers] == pytest.approx(got.max(axis=1).tolist())
+    assert (expected.argmax(axis=1) == labels).mean() > 0.99
+
+
+@pytest.mark.parametrize("style,minimum", [("dark_on_white", 0.99), ("transparent_canvas", 0.99),
+                                           ("large_off_centre", 0.99), ("photo_jpeg", 0.95)])
+def test_user_styles_are_recognized(server, test_set, style, minimum):
+    rng = np.random.default_rng(1)
+    images, labels = test_set[0][:DIGITS], test_set[1][:DIGITS]
+    responses = post_all(server, [styles.STYLES[style](a, rng) for a in images], content_type=None)
+    assert {r.status_code for r in responses} == {200}
+    accuracy = np.mean([r.json()["digit"] == y for r, y in zip(responses, labels)])
+    assert accuracy >= minimum, f"{style}: {accuracy:.1%}"
+
+
+def blank_png():
+    return styles.encode(Image.new("L", (64, 48), 230))
+
+
+def oversized_png():
+    return styles.encode(Image.new("1", (6000, 5000)))   # 30 Mpx, a 4 KB file
+
+
+BAD_INPUTS = {
+    "not an image": (b"%PDF-1.4 definitely not a picture", "application/octet-stream", 400, "not_an_image"),
+    "empty body": (b"", "application/octet-stream", 400, "not_an_image"),
+    "truncated png": (None, "image/png", 400, "not_an_image"),
+    "over the pixel cap": (oversized_png(), "image/png", 413, "image_too_large"),
+    "blank page": (blank_png(), "image/png", 422, "no_digit_found"),
+    "json without data": (json.dumps({"image": 3}).encode(), "application/json", 400, "invalid_request"),
+    "json list": (b"[1, 2, 3]", "application/json", 400, "invalid_request"),
+    "bad base64": (json.dumps({"data": "not base64!"}).encode(), "application/json", 400, "invalid_request"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(test_set):
+    png = styles.mnist_png(test_set[0][0])
+    return {name: (png[:len(png) // 2] if body is None else body, ctype, status, kind)
+            for name, (body, ctype, status, kind) in BAD_INPUTS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_gets_its_status_and_json_error(server, bad_inputs, name):
+    body, content_type, status, kind = bad_inputs[name]
+    response = server.predict(body, content_type)
+    assert response.status_code == status
+    error = response.json()
+    assert error["code"] == status and error["type"] == kind
+    assert len(error["message"]) > 20
+
+
+def test_other_ways_to_send_an_image(server, test_set, in_process):
+    image = test_set[0][1]
+    png = styles.mnist_png(image)
+    expected = int(in_process(image[None]).argmax())
+    as_json = server.predict(json.dumps({"data": base64.b64encode(png).decode()}), "application/json")
+    as_data_url = server.predict(json.dumps({"data": "data:image/png;base64," + base64.b64encode(png).decode()}),
+                                 "application/json")
+    as_form = requests.post(f"{server.inference}/predictions/mnist", files={"file": ("d.png", png, "image/png")},
+                            headers={"Authorization": f"Bearer {server.key()}"}, timeout=30)
+    for response in (as_json, as_data_url, as_form):
+        assert response.status_code == 200, response.text
+        assert response.json()["digit"] == expected
+
+
+def test_bad_requests_do_not_disturb_their_batch_peers(server, test_set, in_process, bad_inputs):
+    images = test_set[0][DIGITS:DIGITS + 200]
+    expected = in_process(images).argmax(axis=1)
+    bad = list(bad_inputs.values())
+    jobs = []
+    for i, image in enumerate(images):
+        jobs.append(("good", i, styles.mnist_png(image), "image/png"))
+        body, content_type, status, kind = bad[i % len(bad)]
+        jobs.append(("bad", (status, kind), body, content_type))
+    with ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(lambda job: server.predict(job[2], job[3]), jobs))
+    for (what, want, _, _), response in zip(jobs, responses):
+        if what == "good":
+            assert response.status_code == 200 and response.json()["digit"] == expected[want]
+        else:
+            assert (response.status_code, response.json()["type"]) == want
+    assert "Backend worker process died" not in server.log()
+
+
+def test_token_is_required(server, test_set):
+    png = styles.mnist_png(test_set[0][0])
+    no_token = requests.post(f"{server.inference}/predictions/mnist", data=png,
+                             headers={"Content-Type": "image/png"}, timeout=10)
+    wrong = server.predict(png, token="wrong-key")
+    right = server.predict(png)
+    assert (no_token.status_code, wrong.status_code, right.status_code) == (400, 400, 200)
+    assert requests.get(f"{server.inference}/ping", timeout=10).status_code == 400
+
+
+def test_models_cannot_be_registered(server):
+    headers = {"Authorization": f"Bearer {server.key('management')}"}
+    for url in ("https://example.invalid/evil.mar", "file:///etc/passwd"):
+        response = requests.post(f"{server.management}/models", params={"url": url}, headers=headers, timeout=10)
+        assert response.status_code in (403, 405), response.text
+    models = requests.get(f"{server.management}/models", headers=headers, timeout=10).json()["models"]
+    assert [m["modelName"] for m in models] == ["mnist"]
+
+
+def counters(server) -> dict:
+    """Our handler's counters on /metrics, summed per metric and label value."""
+    text = requests.get(f"{server.metrics}/metrics", timeout=10).text
+    found = {}
+    for name, labels, value in re.findall(r"^(Digit\w+)\{(.*)\} ([0-9.eE+-]+)$", text, re.M):
+        label = re.search(r'(?:Digit|Reason)="([^"]*)"', labels)
+        key = (name, label.group(1) if label else "")
+        found[key] = found.get(key, 0.0) + float(value)
+    return found
+
+
+def wait_for_counters(server, expected_moves: dict, before: dict, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        after = counters(server)
+        moved = {key: after.get(key, 0) - before.get(key, 0) for key in expected_moves}
+        if moved == expected_moves or time.monotonic() > deadline:
+            return moved, after
+        time.sleep(0.5)
+
+
+def test_custom_metrics_count_exactly(server, test_set, in_process):
+    images = test_set[0][2000:2037]
+    predicted = in_process(images).argmax(axis=1)
+    before = counters(server)
+    post_all(server, [styles.mnist_png(a) for a in images])
+    server.predict(blank_png())
+    server.predict(b"nope", "application/octet-stream")
+    expected = {("DigitPredictions", str(d)): float((predicted == d).sum()) for d in range(10)}
+    expected[("DigitRejections", "no_digit_found")] = 1.0
+    expected[("DigitRejections", "not_an_image")] = 1.0
+    moved, after = wait_for_counters(server, expected, before)
+    assert moved == expected
+    assert after[("DigitPreprocessMs", "")] > before.get(("DigitPreprocessMs", ""), 0)
+    text = requests.get(f"{server.metrics}/metrics", timeout=10).text
+    assert "ts_inference_requests_total" in text and "ts_queue_latency_microseconds" in text

@@ -1,0 +1,26 @@
+"""Training learns, writes what it promises, and the evaluation CLI agrees with it."""
+import json
+
+from training import evaluate, train
+
+
+def test_short_training_run_learns_and_evaluates_consistently(tmp_path, mnist_root, capsys):
+    cfg = train.parse_config(["--train-subset", "5000", "--epochs", "2", "--threads", "2",
+                              "--data-root", str(mnist_root), "--out-dir", str(tmp_path)])
+    metrics = train.train(cfg)
+    assert metrics["test_accuracy"] > 0.93                   # chance is 0.10
+    assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
+    assert len(saved["confusion_matrix"]) == 10 and sum(map(sum, saved["confusion_matrix"])) == 10_000
+    assert (tmp_path / "training.png").stat().st_size > 10_000
+    assert "epoch   2" in capsys.readouterr().out
+
+    result = evaluate.main([str(tmp_path / "lenet5_mnist.pt"), "--data-root", str(mnist_root)])
+    assert result["test_accuracy"] == metrics["test_accuracy"]
+    assert result["per_class_accuracy"] == saved["per_class_accuracy"]
+
+
+def test_config_flags_override_the_yaml():
+    cfg = train.parse_config(["--epochs", "3", "--lr", "0.01"])
+    assert (cfg["epochs"], cfg["lr"], cfg["batch_size"]) == (3, 0.01, 64)
