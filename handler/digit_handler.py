@@ -7,6 +7,7 @@ overrides only those three steps, so that each request in a batch gets its own a
 its own 4xx error: one bad image never changes what its batch peers receive.
 """
 import json
+import logging
 import time
 from collections import Counter
 
@@ -15,8 +16,11 @@ import torch
 from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
-from handler.payload import HTTP_STATUS, Batch, image_bytes
+from handler.payload import HTTP_STATUS, Batch, InternalError, image_bytes
 from model.preprocess import ImageRejected, decode_image, normalize_digit, to_model_input
+
+logger = logging.getLogger(__name__)
+
 
 class DigitHandler(BaseHandler):
 
@@ -36,6 +40,9 @@ class DigitHandler(BaseHandler):
                 batch.accepted.append(idx)
             except ImageRejected as error:
                 batch.rejected[idx] = error
+            except Exception as error:  # a bug of ours: answer this request 500, spare its peers
+                logger.exception("preprocessing request %d failed", idx)
+                batch.rejected[idx] = InternalError(f"the server failed on this image ({error.__class__.__name__})")
         if digits:
             batch.inputs = to_model_input(torch.from_numpy(np.stack(digits))).to(self.device)
         self._count("DigitPreprocessMs", (time.perf_counter() - started) * 1000)

@@ -7,12 +7,19 @@ import torch
 
 from model.preprocess import ImageRejected
 
-HTTP_STATUS = {"invalid_request": 400, "not_an_image": 400, "image_too_large": 413, "no_digit_found": 422}
+HTTP_STATUS = {"invalid_request": 400, "not_an_image": 400, "image_too_large": 413, "no_digit_found": 422,
+               "internal_error": 500}
 PAYLOAD_FIELDS = ("data", "body", "file", "image")  # where TorchServe puts the body or a form upload
 
 
 class InvalidRequest(ImageRejected):
     reason = "invalid_request"
+
+
+class InternalError(ImageRejected):
+    """Not the client's fault: an unexpected failure on one image, logged with its traceback."""
+
+    reason = "internal_error"
 
 
 @dataclass
@@ -35,12 +42,12 @@ def image_bytes(row: dict) -> bytes:
     value = values[0]
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
-    if isinstance(value, dict) and isinstance(value.get("data") or value.get("b64"), str):
-        value = value.get("data") or value.get("b64")
-    if isinstance(value, str):
-        encoded = value.split(",", 1)[1] if value.startswith("data:") else value  # data URLs too
-        try:
-            return base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest("the \"data\" field is not valid base64") from None
-    raise InvalidRequest("a JSON body must look like {\"data\": \"<base64-encoded image>\"}")
+    if isinstance(value, dict):  # TorchServe already parsed a JSON body
+        value = value.get("data")
+    if not isinstance(value, str):
+        raise InvalidRequest("a JSON body must look like {\"data\": \"<base64-encoded image>\"}")
+    encoded = value.split(",", 1)[1] if value.startswith("data:") else value  # data URLs too
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("the \"data\" field is not valid base64") from None

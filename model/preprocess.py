@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 MNIST_SIZE = 28
 DIGIT_BOX = 20            # MNIST scales every digit into a 20x20 box ...
@@ -77,7 +77,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             img.load()
     except Exception as exc:
         raise NotAnImage(f"the image data is corrupt or truncated ({exc.__class__.__name__})") from None
-    return img
+    return ImageOps.exif_transpose(img)  # phone photos: upright as the camera app shows them
 
 
 def normalize_digit(img: Image.Image) -> np.ndarray:

@@ -38,13 +38,20 @@ def _random_affine(n, size, rotate_deg, scale, shear_deg, translate_px, generato
 
 
 def _elastic_field(n, h, w, alpha, sigma, generator, like):
-    """Uniform noise smoothed by a Gaussian of `sigma` px and scaled by `alpha` px."""
+    """Uniform noise smoothed by a Gaussian of `sigma` px and scaled by `alpha` px.
+
+    The smoothing is a pair of matrix products with Gaussian (Toeplitz) matrices, the same as
+    a zero-padded separable convolution but several times faster than conv2d on one channel.
+    """
     noise = torch.rand(n, 2, h, w, generator=generator, device=like.device) * 2 - 1
-    radius = int(2 * sigma)
-    taps = torch.arange(-radius, radius + 1, dtype=like.dtype, device=like.device)
-    kernel = torch.exp(-taps ** 2 / (2 * sigma ** 2))
-    kernel = kernel / kernel.sum()
-    noise = F.conv2d(noise.reshape(n * 2, 1, h, w), kernel.view(1, 1, 1, -1), padding=(0, radius))
-    noise = F.conv2d(noise, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-    field = noise.reshape(n, 2, h, w).permute(0, 2, 3, 1) * alpha
+    field = _gaussian_matrix(h, sigma, like) @ noise @ _gaussian_matrix(w, sigma, like).T
+    field = field.permute(0, 2, 3, 1) * alpha
     return field * torch.tensor([2 / w, 2 / h], dtype=like.dtype, device=like.device)
+
+
+def _gaussian_matrix(size, sigma, like):
+    """(size, size) matrix of a Gaussian blur truncated at 2 sigma, with zero padding."""
+    positions = torch.arange(size, dtype=like.dtype, device=like.device)
+    offsets = positions[:, None] - positions[None, :]
+    weights = torch.exp(-offsets ** 2 / (2 * sigma ** 2)) * (offsets.abs() <= int(2 * sigma))
+    return weights / weights[size // 2].sum()   # the middle row holds the whole kernel

@@ -58,5 +58,5 @@ def photo_jpeg(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return encode(Image.fromarray(rgb), "JPEG", quality=int(rng.integers(60, 90)))
 
 
-STYLES = {"dark_on_white": dark_on_white, "transparent_canvas": transparent_canvas,
+STYLES = {"mnist_png": mnist_png, "dark_on_white": dark_on_white, "transparent_canvas": transparent_canvas,
           "large_off_centre": large_off_centre, "photo_jpeg": photo_jpeg}
