@@ -5,6 +5,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONPATH := $(CURDIR)
 
 WEIGHTS := artifacts/lenet5_mnist.pt
+METRICS := artifacts/metrics.json
 MAR := model_store/mnist.mar
 SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh
 
@@ -21,14 +22,14 @@ data: setup                                   ## MNIST in data/, verified, norma
 train: data                                   ## train with config/training.yaml (always retrains)
 	python -m training.train
 
-$(WEIGHTS): | setup                           ## train only when no weights exist
+$(WEIGHTS) $(METRICS) &: | setup             ## train only when no weights exist
 	python -m training.train
 
 evaluate: $(WEIGHTS)                          ## test accuracy of the weights, serving preprocessing
 	python -m training.evaluate $(WEIGHTS)
 
 archive: $(MAR)                               ## model_store/mnist.mar
-$(MAR): $(WEIGHTS) $(SOURCES) | setup
+$(MAR): $(WEIGHTS) $(METRICS) $(SOURCES) | setup
 	scripts/archive.sh
 
 serve: archive                                ## the main job: start TorchServe, one real prediction

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ class DigitHandler(BaseHandler):
         self.max_pixels = int(settings["max_pixels"])
         torch.set_num_threads(int(settings.get("torch_threads", 1)))
         super().initialize(context)
+        # Training's record, packed in the archive: its softmax temperature calibrates confidence.
+        training = Path(context.system_properties["model_dir"], "metrics.json")
+        self.temperature = float(json.loads(training.read_text())["temperature"])
 
     def preprocess(self, data):
         started = time.perf_counter()
@@ -51,7 +55,7 @@ class DigitHandler(BaseHandler):
     def inference(self, batch):
         if batch.inputs is not None:
             with torch.inference_mode():
-                batch.probabilities = torch.softmax(self.model(batch.inputs), dim=1).cpu()
+                batch.probabilities = torch.softmax(self.model(batch.inputs) / self.temperature, dim=1).cpu()
         return batch
 
     def postprocess(self, batch):

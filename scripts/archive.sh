@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Pack model_store/mnist.mar: the LeNet-5 file, its state_dict, the handler, the shared
-# preprocessing package and config/model-config.yaml. Self-contained: it needs nothing from
+# Pack model_store/mnist.mar: the LeNet-5 file, its state_dict and training metrics, the
+# handler, the shared preprocessing package and config/model-config.yaml. Self-contained: it needs nothing from
 # this repository at serving time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 weights=${WEIGHTS:-artifacts/lenet5_mnist.pt}
-[ -f "$weights" ] || { echo "[archive] no weights at $weights: run 'make train' first" >&2; exit 1; }
+metrics=$(dirname "$weights")/metrics.json   # training's record; the handler reads its temperature
+for file in "$weights" "$metrics"; do
+  [ -f "$file" ] || { echo "[archive] no $file: run 'make train' first" >&2; exit 1; }
+done
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir "$stage/model" "$stage/handler"
 cp model/*.py "$stage/model/"       # the packages the handler imports, without caches
 cp handler/*.py "$stage/handler/"
+cp "$metrics" "$stage/"
 
 mkdir -p model_store
 torch-model-archiver --force \

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/stop.sh
 
 started_ms=$(date +%s%3N)
-torchserve --start --ncs --ts-config config/config.properties >/dev/null
+mkdir -p logs   # the server inherits these streams: never leave it holding the caller's pipe
+torchserve --start --ncs --ts-config config/config.properties >logs/torchserve_console.log 2>&1
 scripts/wait_ready.sh "${READY_TIMEOUT:-60}"
 echo "[start] TorchServe up, model READY $(( $(date +%s%3N) - started_ms )) ms after start" \
   "(logs in logs/, key in key_file.json)"

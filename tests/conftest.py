@@ -4,6 +4,7 @@ The server is started once per test run from a fresh temporary directory holding
 the built `model_store/mnist.mar` and our `config/` files (ports moved to free ones), with
 its own TMPDIR and no PYTHONPATH: it proves the archive runs without the repository.
 """
+import json
 import os
 import shutil
 import socket
@@ -48,11 +49,14 @@ def trained_model():
 
 @pytest.fixture(scope="session")
 def in_process(trained_model):
-    """Softmax of the trained model on raw 28x28 digits, through the serving preprocessing."""
+    """The served probabilities of raw 28x28 digits, computed here: serving preprocessing, the
+    trained model and the softmax temperature training recorded."""
+    temperature = json.loads(WEIGHTS.with_name("metrics.json").read_text())["temperature"]
+
     def probabilities(images: np.ndarray) -> np.ndarray:
         digits = torch.from_numpy(np.stack([normalize_digit(Image.fromarray(a)) for a in images]))
         with torch.inference_mode():
-            return torch.softmax(trained_model(to_model_input(digits)), dim=1).numpy()
+            return torch.softmax(trained_model(to_model_input(digits)) / temperature, dim=1).numpy()
     return probabilities
 
 
@@ -96,7 +100,6 @@ class Server:
     env: dict
 
     def key(self, kind: str = "inference") -> str:
-        import json
         return json.loads((self.workdir / "key_file.json").read_text())[kind]["key"]
 
     def predict(self, body, content_type: str = "image/png", token: str | None = None, **kwargs):

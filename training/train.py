@@ -3,7 +3,8 @@
     python -m training.train                # defaults from config/training.yaml
     python -m training.train --epochs 5     # any key of that file as a flag
 
-Outputs in `out_dir`: lenet5_mnist.pt (state_dict only), metrics.json, training.png.
+Outputs in `out_dir`: lenet5_mnist.pt (state_dict only), metrics.json (accuracy, the
+softmax temperature the handler serves with, provenance), training.png.
 """
 import argparse
 import json
@@ -17,6 +18,7 @@ import yaml
 from model.lenet5 import LeNet5
 from model.preprocess import to_model_input
 from training.augment import augment
+from training.calibrate import calibration_report
 from training.data import checksum, ensure_mnist, load_digits
 from training.evaluate import predict, report
 
@@ -41,6 +43,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def ema_with_warmup(decay: float):
+    """EMA update whose decay ramps up as (1 + n) / (10 + n) to `decay`, so that short runs
+    are not dominated by the random initial weights."""
+    def update(averaged: list, current: list, num_averaged) -> None:
+        step_decay = min(decay, (1 + int(num_averaged)) / (10 + int(num_averaged)))
+        for a, c in zip(averaged, current):
+            if a.is_floating_point():
+                a.lerp_(c, 1 - step_decay)
+            else:   # BatchNorm's step counter
+                a.copy_(c)
+    return update
+
+
 def train(cfg: dict) -> dict:
     torch.manual_seed(cfg["seed"])
     if cfg["threads"]:
@@ -59,8 +74,8 @@ def train(cfg: dict) -> dict:
     model = LeNet5().to(device)
     # An exponential moving average of the weights (and BatchNorm statistics) is what we
     # evaluate and ship: it smooths out the last steps' noise.
-    averaged = torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg["ema_decay"]), use_buffers=True)
+    averaged = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg["ema_decay"]),
+                                                   use_buffers=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps_per_epoch = -(-len(x_train) // cfg["batch_size"])
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"],
@@ -95,8 +110,10 @@ def train(cfg: dict) -> dict:
     out = Path(cfg["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.cpu() for k, v in averaged.module.state_dict().items()}, out / "lenet5_mnist.pt")
+    test_logits = predict(averaged.module, x_test)
     metrics = {
-        **report(predict(averaged.module, x_test).argmax(dim=1), y_test),
+        **report(test_logits.argmax(dim=1), y_test),
+        **calibration_report(predict(averaged.module, x_train), y_train, test_logits, y_test),
         "epochs": cfg["epochs"],
         "wall_seconds": round(wall, 1),
         "device": str(device),
@@ -127,7 +144,7 @@ def plot(history: list, confusion: list, path: Path) -> None:
     acc_ax.set(title="accuracy (%)", xlabel="epoch", ylim=(97, 100))
     acc_ax.legend()
     off_diagonal = torch.tensor(confusion).fill_diagonal_(0)
-    cm_ax.imshow(off_diagonal, cmap="Reds")
+    cm_ax.imshow(off_diagonal.numpy(), cmap="Reds")
     for i in range(10):
         for j in range(10):
             cm_ax.text(j, i, str(confusion[i][j]), ha="center", va="center", fontsize=7)

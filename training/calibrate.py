@@ -1,0 +1,71 @@
+"""Temperature scaling (Guo et al., 2017): make the served confidence mean what it says.
+
+Label smoothing caps a model's confidence (a clear digit gets about 0.92); one scalar T,
+fitted so that softmax(logits / T) minimizes the negative log-likelihood, fixes that without
+changing any prediction. T is fitted on the clean training digits, never on the test set.
+
+    python -m training.calibrate artifacts/lenet5_mnist.pt   # (re)fits T into metrics.json
+"""
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from model.preprocess import to_model_input
+from training.data import ensure_mnist, load_digits
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T in [0.03, 3] (log-spaced grid) minimizing the NLL of softmax(logits / T)."""
+    grid = torch.logspace(-1.5, 0.5, 401)
+    nll = torch.stack([F.cross_entropy(logits / t, labels) for t in grid])
+    return round(grid[nll.argmin()].item(), 4)
+
+
+def calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """Expected calibration error: |confidence - accuracy| averaged over confidence bins."""
+    confidence, predicted = probabilities.max(dim=1)
+    correct = (predicted == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    error = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        members = (confidence > lo) & (confidence <= hi)
+        if members.any():
+            error += members.float().mean() * (confidence[members].mean() - correct[members].mean()).abs()
+    return round(float(error), 6)
+
+
+def calibration_report(train_logits, train_labels, test_logits, test_labels) -> dict:
+    temperature = fit_temperature(train_logits, train_labels)
+    return {
+        "temperature": temperature,
+        "test_calibration_error_before": calibration_error(test_logits.softmax(dim=1), test_labels),
+        "test_calibration_error_after": calibration_error((test_logits / temperature).softmax(dim=1), test_labels),
+    }
+
+
+def main(argv=None) -> dict:
+    from training.evaluate import load_model, predict
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("state_dict")
+    parser.add_argument("--data-root", default="data")
+    args = parser.parse_args(argv)
+    root = ensure_mnist(args.data_root)
+    model = load_model(args.state_dict)
+    splits = []
+    for train in (True, False):
+        digits, labels = load_digits(root, train)
+        splits += [predict(model, to_model_input(digits)), labels]
+    report = calibration_report(*splits)
+    metrics_file = Path(args.state_dict).with_name("metrics.json")
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    metrics_file.write_text(json.dumps({**metrics, **report}, indent=2))
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
