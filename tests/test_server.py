@@ -83,6 +83,11 @@ def test_bad_input_gets_its_status_and_json_error(server, bad_inputs, name):
     assert len(error["message"]) > 20
 
 
+def test_a_body_over_max_request_size_is_refused(server):
+    response = server.predict(b"\0" * (10 * 1024 * 1024 + 1), "application/octet-stream")
+    assert response.status_code == 413
+
+
 def test_other_ways_to_send_an_image(server, test_set, in_process):
     image = test_set[0][1]
     png = styles.mnist_png(image)
