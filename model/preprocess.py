@@ -118,8 +118,8 @@ def to_model_input(digits: torch.Tensor) -> torch.Tensor:
 
 def _ink(img: Image.Image) -> np.ndarray:
     """Float map in [0, 1] of how much ink each pixel holds, with the paper exactly 0."""
+    img = _resamplable(img)
     if max(img.size) > WORK_SIZE:
-        img = img.copy()
         img.thumbnail((WORK_SIZE, WORK_SIZE), Image.BOX)
     g = _grey(img)
     g = g - _background(g)
@@ -132,10 +132,22 @@ def _ink(img: Image.Image) -> np.ndarray:
     return np.clip((g - floor) / (peak - floor), 0.0, 1.0)
 
 
+def _resamplable(img: Image.Image) -> Image.Image:
+    """A copy in one of the modes Pillow can resample (L, LA, RGB, RGBA, I, F), transparency kept."""
+    if img.mode in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        return img.copy()
+    try:
+        if img.mode.startswith("I;16"):
+            return img.convert("I")
+        if img.mode in ("P", "PA") or "A" in img.getbands() or "transparency" in img.info:
+            return img.convert("RGBA")
+        return img.convert("RGB" if len(img.getbands()) >= 3 else "L")
+    except (ValueError, OSError):
+        raise NotAnImage(f"images in pixel mode {img.mode} are not supported: send PNG or JPEG") from None
+
+
 def _grey(img: Image.Image) -> np.ndarray:
     """Float map in [0, 1] where ink is bright, whatever the mode, polarity or transparency."""
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if "A" in img.getbands():
         grey, alpha = (np.asarray(band, np.float32) / 255 for band in img.convert("LA").split())
         if alpha.min() < alpha.max():
@@ -145,7 +157,7 @@ def _grey(img: Image.Image) -> np.ndarray:
             g = grey * alpha + paper * (1.0 - alpha)
         else:
             g = grey
-    elif img.mode in ("I", "F") or img.mode.startswith("I;16"):
+    elif img.mode in ("I", "F"):
         g = np.asarray(img, np.float32)
         lo, hi = float(g.min()), float(g.max())
         g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)

@@ -17,7 +17,8 @@ cp model/*.py "$stage/model/"       # the packages the handler imports, without 
 cp handler/*.py "$stage/handler/"
 cp "$metrics" "$stage/"
 
-mkdir -p model_store
+export_path=${EXPORT_PATH:-model_store}   # the benchmark packs variants elsewhere
+mkdir -p "$export_path"
 torch-model-archiver --force \
   --model-name mnist \
   --version "${MODEL_VERSION:-1.0}" \
@@ -25,6 +26,6 @@ torch-model-archiver --force \
   --serialized-file "$weights" \
   --handler handler/digit_handler.py \
   --extra-files "$stage" \
-  --config-file config/model-config.yaml \
-  --export-path model_store
-echo "[archive] wrote model_store/mnist.mar ($(du -k model_store/mnist.mar | cut -f1) KiB)"
+  --config-file "${MODEL_CONFIG:-config/model-config.yaml}" \
+  --export-path "$export_path"
+echo "[archive] wrote $export_path/mnist.mar ($(du -k "$export_path/mnist.mar" | cut -f1) KiB)"

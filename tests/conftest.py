@@ -138,16 +138,25 @@ def stop_server(server: Server) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90)
 
 
+def serving_directory(archive: Path = ARCHIVE) -> Path:
+    """A fresh temporary directory holding only the archive and the serving config files."""
+    workdir = Path(tempfile.mkdtemp(prefix="mnist-serve-"))
+    (workdir / "model_store").mkdir()
+    shutil.copy(archive, workdir / "model_store" / "mnist.mar")
+    shutil.copytree(REPO / "config", workdir / "config")
+    (workdir / "config" / "training.yaml").unlink()
+    return workdir
+
+
+START = ["torchserve", "--start", "--ncs", "--ts-config", "config/config.properties"]
+
+
 @pytest.fixture(scope="session")
 def server() -> Server:
     if not ARCHIVE.exists():
         pytest.fail(f"{ARCHIVE} is missing: run `make test`, which builds it first")
-    workdir = Path(tempfile.mkdtemp(prefix="mnist-serve-"))
-    (workdir / "model_store").mkdir()
-    shutil.copy(ARCHIVE, workdir / "model_store")
-    shutil.copytree(REPO / "config", workdir / "config")
-    (workdir / "config" / "training.yaml").unlink()
-    running = start_server(workdir, ["torchserve", "--start", "--ncs", "--ts-config", "config/config.properties"])
+    workdir = serving_directory()
+    running = start_server(workdir, START)
     yield running
     stop_server(running)
     shutil.rmtree(workdir, ignore_errors=True)
