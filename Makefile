@@ -9,7 +9,7 @@ METRICS := artifacts/metrics.json
 MAR := model_store/mnist.mar
 SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh
 
-.PHONY: setup data train evaluate archive serve stop smoke test bench image
+.PHONY: setup data train evaluate explain archive serve stop smoke test bench image soak fuzz bench-sweep
 
 setup: .venv/.installed                       ## .venv with the pinned requirements, Java 17
 .venv/.installed: requirements.txt scripts/setup.sh
@@ -27,6 +27,9 @@ $(WEIGHTS) $(METRICS) &: | setup             ## train only when no weights exist
 
 evaluate: $(WEIGHTS)                          ## test accuracy of the weights, serving preprocessing
 	python -m training.evaluate $(WEIGHTS)
+
+explain: data $(WEIGHTS)                      ## heat maps of a right and a wrong test digit in docs/explanations/
+	python -m scripts.explain
 
 archive: $(MAR)                               ## model_store/mnist.mar
 $(MAR): $(WEIGHTS) $(METRICS) $(SOURCES) | setup
@@ -47,6 +50,15 @@ test: archive                                 ## unit and integration tests (a r
 
 bench: archive                                ## load test, see docs/performance.md
 	scripts/bench.sh
+
+bench-sweep: archive                          ## the shipped settings beside tuning variants, one run
+	scripts/bench.sh scripts.bench_sweep
+
+soak: archive                                 ## SOAK_SECONDS (600) of mixed load at SOAK_CONCURRENCY (32), then kill -9 a worker
+	python -m scripts.soak
+
+fuzz: archive                                 ## the fuzz properties with FUZZ_EXAMPLES (5000) inputs each, counted
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
 image: archive                                ## the serving image (needs a Docker engine with BuildKit)
 	docker build --build-arg REVISION=$$(git rev-parse HEAD) -t mnist-torchserve .

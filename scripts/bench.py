@@ -7,6 +7,8 @@
 2. The bundle as shipped (model_store/mnist.mar, config/), driven by `hey` at several
    concurrencies with a real MNIST test digit as PNG, after a warm-up at each point.
 3. The same handler under TorchServe's default model settings (batch 1, no thread cap).
+4. The floor: a handler that does nothing (scripts/bench_floor_handler.py) with the shipped
+   model settings, i.e. what TorchServe itself costs per request.
 Each server also gets its cold start (torchserve --start -> model READY) timed.
 Writes bench/out/results.json, results.md and bench.png.
 """
@@ -29,7 +31,7 @@ from tests.conftest import REPO, START, WEIGHTS, serving_directory, start_server
 from training.evaluate import load_model
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
-WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "5"))   # the JVM compiles its hot paths for seconds
 CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,4,16,64,256").split(",")]
 REFERENCE_CONCURRENCY = [1, 16, 64]
 OUT = REPO / "bench" / "out"
@@ -86,11 +88,12 @@ def server_cpu_seconds(workdir: Path) -> float:
     return total
 
 
-def drive(archive: Path, concurrencies: list[int]) -> dict:
-    """Start a server on `archive`, time its cold start, and load it at each concurrency."""
+def drive(archive: Path, concurrencies: list[int], overrides: dict | None = None) -> dict:
+    """Start a server on `archive` (config.properties `overrides` applied), time its cold start,
+    and load it at each concurrency."""
     workdir = serving_directory(archive)
     started = time.perf_counter()
-    server = start_server(workdir, START)
+    server = start_server(workdir, START, overrides=overrides)
     result = {"cold_start_s": round(time.perf_counter() - started, 2), "points": {}}
     url = f"{server.inference}/predictions/mnist"
     try:
@@ -107,19 +110,40 @@ def drive(archive: Path, concurrencies: list[int]) -> dict:
     return result
 
 
-def default_settings_archive(tmp: Path) -> Path:
-    """Our handler, packed with TorchServe's default model settings (no batching, no thread cap)."""
-    config = yaml.safe_load((REPO / "config" / "model-config.yaml").read_text())
-    config = {"handler": {"max_pixels": config["handler"]["max_pixels"]}}
-    (tmp / "model-config.yaml").write_text(yaml.safe_dump(config))
+def model_config() -> dict:
+    """The shipped config/model-config.yaml."""
+    return yaml.safe_load((REPO / "config" / "model-config.yaml").read_text())
+
+
+def pack(dest: Path, config: dict) -> Path:
+    """Our handler and weights packed into dest/mnist.mar with `config` as its model-config.yaml."""
+    (dest / "model-config.yaml").write_text(yaml.safe_dump(config))
     subprocess.run([REPO / "scripts" / "archive.sh"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "MODEL_CONFIG": str(tmp / "model-config.yaml"), "EXPORT_PATH": str(tmp)})
+                   env={**os.environ, "MODEL_CONFIG": str(dest / "model-config.yaml"), "EXPORT_PATH": str(dest)})
+    return dest / "mnist.mar"
+
+
+def default_settings_archive(tmp: Path) -> Path:
+    """Our handler with TorchServe's default model settings: no batching, torch's own thread count."""
+    shipped = model_config()
+    handler = {k: v for k, v in shipped["handler"].items() if k != "torch_threads"}
+    return pack(tmp, {"deviceType": shipped["deviceType"], "handler": handler})
+
+
+def floor_archive(tmp: Path) -> Path:
+    """The do-nothing handler packed with the shipped model settings."""
+    subprocess.run(["torch-model-archiver", "--force", "--model-name", "mnist", "--version", "1.0",
+                    "--handler", REPO / "scripts" / "bench_floor_handler.py",
+                    "--config-file", REPO / "config" / "model-config.yaml", "--export-path", tmp], check=True)
     return tmp / "mnist.mar"
+
+
+SERVERS = ("shipped", "torchserve_defaults", "floor")
 
 
 def table(results: dict) -> str:
     lines = ["| server | c | req/s | p50 ms | p90 ms | p99 ms | non-2xx | server CPU % |", "|---|---|---|---|---|---|---|---|"]
-    for name in ("shipped", "torchserve_defaults"):
+    for name in SERVERS:
         for c, p in results[name]["points"].items():
             lines.append(f"| {name} | {c} | {p['rps']:.0f} | {p['p50_ms']} | {p['p90_ms']} | {p['p99_ms']} "
                          f"| {p['non_2xx']} | {p['server_cpu_percent']} |")
@@ -127,7 +151,7 @@ def table(results: dict) -> str:
     lines += ["", "In-process ceiling (1 thread, no HTTP), images/s: "
               + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in ceiling.items()),
               "", "Cold start (torchserve --start to model READY): "
-              + ", ".join(f"{n}: {results[n]['cold_start_s']} s" for n in ("shipped", "torchserve_defaults"))]
+              + ", ".join(f"{n}: {results[n]['cold_start_s']} s" for n in SERVERS)]
     return "\n".join(lines) + "\n"
 
 
@@ -137,7 +161,7 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (rps_ax, p99_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for name in ("shipped", "torchserve_defaults"):
+    for name in SERVERS:
         points = results[name]["points"]
         cs = list(points)
         rps_ax.plot(cs, [points[c]["rps"] for c in cs], marker="o", label=name)
@@ -163,6 +187,9 @@ def main() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         print("[bench] the same handler with TorchServe's default model settings", flush=True)
         results["torchserve_defaults"] = drive(default_settings_archive(Path(tmp)), REFERENCE_CONCURRENCY)
+    with tempfile.TemporaryDirectory() as tmp:
+        print("[bench] the floor: a handler that does nothing, shipped model settings", flush=True)
+        results["floor"] = drive(floor_archive(Path(tmp)), CONCURRENCY)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     (OUT / "results.md").write_text(table(results))
     plot(results, OUT / "bench.png")

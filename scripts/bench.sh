@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: install hey when missing, then run scripts/bench.py (see its docstring).
+# `make bench` / `make bench-sweep`: install hey when missing, then run scripts/bench.py or the
+# module named as the argument (see their docstrings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v hey >/dev/null; then
@@ -8,4 +9,4 @@ if ! command -v hey >/dev/null; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq hey >/dev/null
 fi
-python -m scripts.bench
+python -m "${1:-scripts.bench}"

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from model.preprocess import normalize_digit, to_model_input
+from tests.fuzzing import Worker
 from training.data import ensure_mnist, load_raw
 from training.evaluate import load_model
 
@@ -58,6 +59,14 @@ def in_process(trained_model):
         with torch.inference_mode():
             return torch.softmax(trained_model(to_model_input(digits)) / temperature, dim=1).numpy()
     return probabilities
+
+
+@pytest.fixture(scope="session")
+def worker(tmp_path_factory) -> Worker:
+    """The archive's handler run in-process by TorchServe's own worker code (tests/fuzzing.py)."""
+    if not ARCHIVE.exists():
+        pytest.fail(f"{ARCHIVE} is missing: run `make test`, which builds it first")
+    return Worker(ARCHIVE, tmp_path_factory.mktemp("worker"), REPO / "config" / "metrics.yaml")
 
 
 def free_ports(count: int) -> list[int]:
@@ -102,11 +111,12 @@ class Server:
     def key(self, kind: str = "inference") -> str:
         return json.loads((self.workdir / "key_file.json").read_text())[kind]["key"]
 
-    def predict(self, body, content_type: str = "image/png", token: str | None = None, **kwargs):
+    def predict(self, body, content_type: str = "image/png", token: str | None = None,
+                endpoint: str = "predictions", **kwargs):
         headers = {"Authorization": f"Bearer {token or self.key()}"}
         if content_type:
             headers["Content-Type"] = content_type
-        return requests.post(f"{self.inference}/predictions/mnist", data=body, headers=headers,
+        return requests.post(f"{self.inference}/{endpoint}/mnist", data=body, headers=headers,
                              timeout=30, **kwargs)
 
     def log(self, name: str = "model_log.log") -> str:
@@ -114,10 +124,12 @@ class Server:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def start_server(workdir: Path, start_command: list[str], extra_env: dict | None = None) -> Server:
-    """Start TorchServe in `workdir` (which holds config/ and model_store/) and wait until READY."""
+def start_server(workdir: Path, start_command: list[str], extra_env: dict | None = None,
+                 overrides: dict | None = None) -> Server:
+    """Start TorchServe in `workdir` (which holds config/ and model_store/) and wait until READY;
+    `overrides` are config.properties settings (e.g. service_envelope) on top of ours."""
     ports = dict(zip(["inference", "management", "metrics", "grpc_inference", "grpc_management"], free_ports(5)))
-    write_server_config(workdir / "config" / "config.properties", ports)
+    write_server_config(workdir / "config" / "config.properties", ports, overrides)
     tmp = workdir / "tmp"
     tmp.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

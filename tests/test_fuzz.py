@@ -1,8 +1,14 @@
-"""Property-based fuzzing of the per-request path the handler runs on every input:
-payload -> decode -> normalize. Whatever arrives, the outcome is a 28x28 uint8 digit or an
-ImageRejected (a 4xx for the client), never any other exception."""
-import io
-import json
+"""Property-based fuzzing of the path every request takes, through the handler itself.
+
+Every input runs through TorchServe's own worker code and our handler, in-process
+(`tests/fuzzing.py`): whatever arrives, the answer is a digit (200) or one of the handler's
+JSON 4xx errors, never a 500 (an exception the handler caught) nor a failed batch (one that
+escaped it), and a hostile request never changes the answer of a digit in its batch.
+
+`make fuzz` runs the same properties with more examples (FUZZ_EXAMPLES) and prints
+hypothesis' statistics, which count the inputs tried.
+"""
+import os
 
 import numpy as np
 import pytest
@@ -10,96 +16,108 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from handler.payload import image_bytes
-from model.preprocess import ImageRejected, decode_image, normalize_digit
+from handler.payload import HTTP_STATUS
+from model.preprocess import decode_image, normalize_digit
+from tests.fuzzing import (ANSWERS, JSON_VALUES, Request, alpha_only, animations, as_json, base64_payloads,
+                           damaged, declared_sizes, hostile_requests, images, png, zlib_bomb)
+from training.user_styles import encode, mnist_png
 
 MAX_PIXELS = 25_000_000
-FORMATS = ["PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF"]
-MODES = ["L", "LA", "RGB", "RGBA", "P", "1", "I;16"]
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")   # Pillow's notes on corrupt files
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:PIL"),      # Pillow's notes on corrupt files ...
+              pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")]  # ... and huge ones
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def outcome(row: dict) -> str:
-    """What the handler would answer for this request row: 'digit' or the rejection reason."""
-    try:
-        digit = normalize_digit(decode_image(image_bytes(row), MAX_PIXELS))
-    except ImageRejected as rejected:
-        return rejected.reason
-    assert digit.shape == (28, 28) and digit.dtype == np.uint8
-    return "digit"
+def kind(answer) -> str:
+    """'digit' or the error type of a well-formed answer; anything else fails the test."""
+    assert answer.status in ANSWERS, answer
+    body = answer.json()
+    if answer.status == 200:
+        assert body["digit"] in range(10) and abs(sum(body["probabilities"]) - 1) < 1e-4
+        return "digit"
+    assert body["code"] == answer.status == HTTP_STATUS[body["type"]] and body["message"]
+    return body["type"]
 
 
-@st.composite
-def images(draw) -> bytes:
-    """A small random image in a random mode and format."""
-    width, height = draw(st.integers(1, 64)), draw(st.integers(1, 64))
-    pixels = np.frombuffer(draw(st.binary(min_size=width * height, max_size=width * height)), np.uint8)
-    img = Image.fromarray(pixels.reshape(height, width))
-    mode = draw(st.sampled_from(MODES))
-    img = Image.fromarray(pixels.reshape(height, width).astype(np.uint16) * 257) if mode == "I;16" else img.convert(mode)
-    fmt = draw(st.sampled_from(["PNG", "TIFF"] if mode == "I;16" else FORMATS))
-    if fmt == "JPEG" and mode not in ("L", "RGB"):
-        img = img.convert("RGB")
-    buffer = io.BytesIO()
-    try:
-        img.save(buffer, fmt)
-    except OSError:   # this format cannot hold this mode
-        buffer = io.BytesIO()
-        img.save(buffer, "PNG")
-    return buffer.getvalue()
+def body(worker, data: bytes) -> str:
+    return kind(worker.answer(Request("raw", data)))
 
 
 @FUZZ
 @given(st.binary(max_size=2000))
-def test_random_bytes(data):
-    outcome({"body": data})
+def test_random_bytes(worker, data):
+    body(worker, data)
 
 
 @FUZZ
-@given(images())
-def test_valid_images_of_every_mode_and_format(data):
-    assert outcome({"body": data}) in ("digit", "no_digit_found")
+@given(st.one_of(images(), animations(), alpha_only()))
+def test_valid_images_of_every_mode_and_format_animated_and_alpha_only(worker, data):
+    assert body(worker, data) in ("digit", "no_digit_found")
 
 
 @FUZZ
-@given(images(), st.data())
-def test_truncated_and_bit_flipped_images(data, choices):
-    cut = choices.draw(st.integers(0, len(data)))
-    flips = choices.draw(st.lists(st.integers(0, len(data) * 8 - 1), max_size=8))
-    damaged = bytearray(data[:cut] if choices.draw(st.booleans()) else data)
-    for bit in flips:
-        if bit // 8 < len(damaged):
-            damaged[bit // 8] ^= 1 << (bit % 8)
-    outcome({"body": bytes(damaged)})
+@given(damaged())
+def test_truncated_and_bit_flipped_images(worker, data):
+    body(worker, data)
 
 
 @FUZZ
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-                    max_leaves=8))
-def test_json_of_any_shape(value):
-    """TorchServe hands a parsed JSON body to the handler as it is."""
-    outcome({"body": value})
-    outcome({"body": {"data": value}})
+@given(declared_sizes())
+def test_declared_sizes_over_the_cap_are_refused_whatever_follows(worker, data):
+    width, height = np.frombuffer(data[16:24], ">u4")
+    outcome = body(worker, data)
+    assert outcome == "image_too_large" if int(width) * int(height) > MAX_PIXELS else outcome != "image_too_large"
 
 
-def test_huge_declared_dimensions_are_refused_before_decoding():
-    header = io.BytesIO()
-    Image.new("1", (40_000, 40_000)).save(header, "PNG")     # 1.6 Gpx in a small file
-    assert outcome({"body": header.getvalue()}) == "image_too_large"
+@FUZZ
+@given(JSON_VALUES)
+def test_json_of_any_shape(worker, value):
+    """TorchServe parses a JSON body and hands the handler whatever it holds."""
+    kind(worker.answer(as_json(value)))
+    kind(worker.answer(as_json({"data": value})))
+
+
+@FUZZ
+@given(base64_payloads())
+def test_wrong_base64(worker, payload):
+    kind(worker.answer(payload))
+
+
+@pytest.fixture(scope="module")
+def digits(test_set, in_process) -> list[tuple[bytes, int]]:
+    images = test_set[0][:100]
+    return list(zip([mnist_png(a) for a in images], in_process(images).argmax(axis=1).tolist()))
+
+
+@FUZZ
+@given(st.lists(hostile_requests(), max_size=15), st.data())
+def test_hostile_requests_do_not_disturb_a_digit_in_their_batch(worker, digits, hostile, choices):
+    png_bytes, expected = choices.draw(st.sampled_from(digits))
+    position = choices.draw(st.integers(0, len(hostile)))
+    batch = [[("body", r.content_type, r.body)] for r in hostile]
+    batch.insert(position, [("body", "image/png", png_bytes)])
+    answers = worker.predict(batch)
+    assert [kind(a) for a in answers][position] == "digit"
+    assert answers[position].json()["digit"] == expected
+
+
+def test_huge_zero_and_bomb_dimensions(worker):
+    assert body(worker, png(40_000, 40_000, bit_depth=1)) == "image_too_large"   # 1.6 Gpx in 57 bytes
+    assert body(worker, zlib_bomb(6000, 5000)) == "image_too_large"              # 30 Mpx of real zeros
+    assert body(worker, png(0, 28)) == "not_an_image"
 
 
 def test_animated_gif_uses_its_first_frame(test_set):
     frames = [Image.fromarray(test_set[0][i]) for i in range(3)]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
-    first = normalize_digit(decode_image(buffer.getvalue(), MAX_PIXELS))
+    first = normalize_digit(decode_image(encode(frames[0], "GIF", save_all=True, append_images=frames[1:]), MAX_PIXELS))
     assert np.abs(first.astype(int) - normalize_digit(frames[0]).astype(int)).mean() < 2
 
 
-def test_wrong_base64_and_json_shapes_are_invalid_requests():
-    assert outcome({"body": {"data": "%%%"}}) == "invalid_request"
-    assert outcome({"body": json.loads("[1, 2]")}) == "invalid_request"
-    assert outcome({"body": "not base64!"}) == "invalid_request"
-    assert outcome({"data": b"x", "file": b"y"}) == "invalid_request"
+def test_wrong_base64_and_json_shapes_are_invalid_requests(worker):
+    for payload in (as_json({"data": "%%%"}), as_json([1, 2]), as_json("not base64!")):
+        assert kind(worker.answer(payload)) == "invalid_request", payload
+    two_files = worker.predict([[("data", "image/png", b"x"), ("file", "image/png", b"y")]])[0]
+    assert kind(two_files) == "invalid_request"
+    for data_url_without_comma in (as_json("data:"), as_json({"data": "data:"})):   # found by `make fuzz`
+        kind(worker.answer(data_url_without_comma))

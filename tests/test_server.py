@@ -10,6 +10,7 @@ import pytest
 import requests
 from PIL import Image
 
+from scripts.soak import worker_deaths
 from training import user_styles as styles
 
 DIGITS = 500
@@ -118,7 +119,7 @@ def test_bad_requests_do_not_disturb_their_batch_peers(server, test_set, in_proc
             assert response.status_code == 200 and response.json()["digit"] == expected[want]
         else:
             assert (response.status_code, response.json()["type"]) == want
-    assert "Backend worker process died" not in server.log()
+    assert worker_deaths(server) == []
 
 
 def test_token_is_required(server, test_set):
@@ -176,3 +177,19 @@ def test_custom_metrics_count_exactly(server, test_set, in_process):
     assert after[("DigitPreprocessMs", "")] > before.get(("DigitPreprocessMs", ""), 0)
     text = requests.get(f"{server.metrics}/metrics", timeout=10).text
     assert "ts_inference_requests_total" in text and "ts_queue_latency_microseconds" in text
+
+
+def test_logs_hold_one_access_line_per_request_and_no_per_request_chatter(server, test_set):
+    """config/log4j2.xml: TorchServe's default DEBUG chatter (several ts_log lines per request)
+    is off, while the access log still records every request."""
+    bodies = [styles.mnist_png(a) for a in test_set[0][3000:3040]]
+    access_before = server.log("access_log.log").count("/predictions/mnist")
+    assert {r.status_code for r in post_all(server, bodies)} == {200}
+    deadline = time.monotonic() + 10
+    while server.log("access_log.log").count("/predictions/mnist") < access_before + len(bodies):
+        assert time.monotonic() < deadline, "the access log lost requests"
+        time.sleep(0.2)
+    ts_log = server.log("ts_log.log")
+    assert "Model mnist loaded." in ts_log   # INFO lines are kept
+    for chatter in ("Sending response for jobId", "Waiting time ns", "result=[METRICS]"):
+        assert chatter not in ts_log

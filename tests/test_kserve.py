@@ -1,0 +1,193 @@
+"""The KServe path: real KServe v1 and v2 envelopes sent to a real TorchServe started with each
+service envelope and the settings of deploy/kserve/config/config.properties; the manifest's
+structure, since no Kubernetes cluster is at hand."""
+import base64
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+import torch
+import yaml
+from PIL import Image
+
+from model.preprocess import normalize_digit, to_model_input
+from tests.conftest import REPO, START, serving_directory, start_server, stop_server
+from training.user_styles import mnist_png
+
+DEPLOY = REPO / "deploy" / "kserve"
+# What the test machine must place differently from the pod: ports, paths, and the token, which
+# stays on so the tests' helpers work as everywhere else.
+LOCAL_SETTINGS = {"inference_address", "management_address", "metrics_address", "grpc_inference_port",
+                  "grpc_management_port", "model_store", "metrics_config", "disable_token_authorization"}
+ROUTES = {"kserve": ("v1/models/mnist:predict", "v1/models/mnist:explain"),
+          "kservev2": ("v2/models/mnist/infer", "v2/models/mnist/explain")}
+DIGITS = 24
+
+
+def deploy_settings() -> dict:
+    lines = (DEPLOY / "config" / "config.properties").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+@pytest.fixture(scope="module", params=sorted(ROUTES))
+def kserve(request):
+    """(envelope, server): TorchServe with deploy/kserve's settings and this service envelope."""
+    workdir = serving_directory()
+    overrides = {key: value for key, value in deploy_settings().items() if key not in LOCAL_SETTINGS}
+    running = start_server(workdir, START, overrides={**overrides, "service_envelope": request.param})
+    yield request.param, running
+    stop_server(running)
+
+
+def png_row(envelope: str, image: np.ndarray, name: str, target: int | None = None) -> dict:
+    data = base64.b64encode(mnist_png(image)).decode()
+    if envelope == "kserve":
+        return {"data": data} if target is None else {"data": data, "target": target}
+    row = {"name": name, "shape": [1], "datatype": "BYTES", "data": [data]}
+    return row if target is None else {**row, "parameters": {"target": target}}
+
+
+def tensor_row(envelope: str, array: np.ndarray, name: str):
+    if envelope == "kserve":
+        return array.tolist()
+    datatype = {"uint8": "UINT8", "float32": "FP32"}[str(array.dtype)]
+    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": array.ravel().tolist()}
+
+
+def call(server, envelope: str, rows: list, explain: bool = False) -> tuple[int, list[dict]]:
+    """POST one KServe request; its status and each instance's or input's answer, in order."""
+    body = {"instances": rows} if envelope == "kserve" else {"inputs": rows}
+    response = requests.post(f"{server.inference}/{ROUTES[envelope][explain]}", json=body,
+                             headers={"Authorization": f"Bearer {server.key()}"}, timeout=60)
+    reply = response.json()
+    if envelope == "kserve":
+        items = reply["explanations" if explain else "predictions"]
+    else:
+        assert [output["name"] for output in reply["outputs"]] == [row["name"] for row in rows]
+        assert {(output["datatype"], tuple(output["shape"])) for output in reply["outputs"]} == {("BYTES", (1,))}
+        items = [output["data"][0] for output in reply["outputs"]]
+    return response.status_code, [json.loads(item) for item in items]
+
+
+@pytest.fixture(scope="module")
+def plain_answers(server, test_set):
+    """The plain API's answers for the first DIGITS test digits, sent as PNG bodies."""
+    return [server.predict(mnist_png(image)).json() for image in test_set[0][:DIGITS]]
+
+
+def test_images_answer_as_the_plain_api(kserve, test_set, plain_answers):
+    envelope, server = kserve
+    rows = [png_row(envelope, image, f"digit-{i}") for i, image in enumerate(test_set[0][:DIGITS])]
+    status, answers = call(server, envelope, rows)
+    assert status == 200
+    assert answers == plain_answers
+
+
+def test_tensors_answer_as_the_plain_api(kserve, test_set, plain_answers):
+    """28x28 uint8 is an MNIST digit and takes the image path; 1x32x32 float is the model input as-is."""
+    envelope, server = kserve
+    images = test_set[0][:DIGITS]
+    model_inputs = to_model_input(torch.from_numpy(np.stack([normalize_digit(Image.fromarray(a)) for a in images])))
+    rows = [tensor_row(envelope, image, f"mnist-{i}") for i, image in enumerate(images)]
+    rows += [tensor_row(envelope, x.numpy(), f"input-{i}") for i, x in enumerate(model_inputs)]
+    status, answers = call(server, envelope, rows)
+    assert status == 200
+    assert answers[:DIGITS] == plain_answers
+    assert [a["digit"] for a in answers[DIGITS:]] == [a["digit"] for a in plain_answers]
+    np.testing.assert_allclose([a["probabilities"] for a in answers[DIGITS:]],
+                               [a["probabilities"] for a in plain_answers], atol=2e-6)
+
+
+def test_explanations_match_the_plain_api(kserve, server, test_set):
+    envelope, kserve_server = kserve
+    images = test_set[0][:3]
+    rows = [png_row(envelope, images[0], "predicted"), png_row(envelope, images[1], "named", target=4),
+            tensor_row(envelope, images[2], "tensor")]
+    status, answers = call(kserve_server, envelope, rows, explain=True)
+    assert status == 200
+    plain = [server.predict(json.dumps({"data": base64.b64encode(mnist_png(image)).decode(), **target}),
+                            "application/json", endpoint="explanations").json()
+             for image, target in zip(images, [{}, {"target": 4}, {}])]
+    assert [a["target"] for a in answers] == [plain[0]["digit"], 4, plain[2]["digit"]]
+    for answer, expected in zip(answers, plain):
+        assert np.array(answer["attributions"]).shape == (32, 32)
+        np.testing.assert_allclose(answer["attributions"], expected["attributions"], atol=1e-5)
+
+
+def test_a_target_that_is_no_digit_is_refused(kserve, test_set):
+    envelope, server = kserve
+    status, answers = call(server, envelope, [png_row(envelope, test_set[0][0], "x", target=12)], explain=True)
+    assert status == 400 and answers[0]["type"] == "invalid_request" and "target" in answers[0]["message"]
+
+
+BAD_ROWS = {  # (v1 instance, v2 input) and the error each must get
+    "bad base64": ({"data": "not base64!"}, {"name": "x", "shape": [1], "datatype": "BYTES", "data": ["not base64!"]},
+                   400, "invalid_request"),
+    "not an image": ({"data": "bm90IGFuIGltYWdl"},
+                     {"name": "x", "shape": [1], "datatype": "BYTES", "data": ["bm90IGFuIGltYWdl"]},
+                     400, "not_an_image"),
+    "wrong shape": ([[1.0, 2.0, 3.0]], {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]},
+                    400, "invalid_request"),
+    "not standardized": ([[100.0] * 32] * 32, {"name": "x", "shape": [1, 32, 32], "datatype": "FP32",
+                                                "data": [100.0] * 1024}, 400, "invalid_request"),
+    "blank digit": ([[0] * 28] * 28, {"name": "x", "shape": [28, 28], "datatype": "UINT8", "data": [0] * 784},
+                    422, "no_digit_found"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ROWS))
+def test_a_bad_input_gets_its_error_and_spares_its_peers(kserve, test_set, plain_answers, name):
+    envelope, server = kserve
+    v1_row, v2_row, status, kind = BAD_ROWS[name]
+    bad = v1_row if envelope == "kserve" else v2_row
+    rows = [png_row(envelope, test_set[0][0], "before"), bad, png_row(envelope, test_set[0][1], "after")]
+    got, answers = call(server, envelope, rows)
+    assert got == status
+    assert answers[0] == plain_answers[0] and answers[2] == plain_answers[1]
+    assert answers[1]["code"] == status and answers[1]["type"] == kind and len(answers[1]["message"]) > 20
+
+
+@pytest.mark.parametrize("kserve", ["kserve"], indirect=True)   # TorchServe's v2 envelope fails first: 503
+def test_a_v1_request_without_instances_is_refused(kserve):
+    envelope, server = kserve
+    response = requests.post(f"{server.inference}/{ROUTES[envelope][0]}", json={"instances": []},
+                             headers={"Authorization": f"Bearer {server.key()}"}, timeout=30)
+    assert response.status_code == 400
+    assert "instances" in response.json()["message"]
+
+
+def test_concurrent_requests_are_all_answered(kserve, test_set, plain_answers):
+    """The deploy config's batchSize 1: TorchServe's envelopes answer only one request per batch."""
+    envelope, server = kserve
+    rows = [png_row(envelope, image, f"digit-{i}") for i, image in enumerate(test_set[0][:DIGITS])]
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda row: call(server, envelope, [row]), rows * 4))
+    assert [status for status, _ in results] == [200] * len(results)
+    assert [answers[0] for _, answers in results] == plain_answers * 4
+
+
+def test_manifest_is_an_inference_service_for_the_torchserve_runtime():
+    manifest = yaml.safe_load((DEPLOY / "inferenceservice.yaml").read_text())
+    assert manifest["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert manifest["kind"] == "InferenceService"
+    assert manifest["metadata"]["name"]
+    model = manifest["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "pytorch"
+    assert model["runtime"] == "kserve-torchserve"
+    assert model["protocolVersion"] in ("v1", "v2")
+    assert model["storageUri"].split("://")[0] in ("gs", "s3", "pvc", "https")
+    resources = model["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
+    assert {"cpu", "memory"} <= resources["requests"].keys() and {"cpu", "memory"} <= resources["limits"].keys()
+
+
+def test_config_has_the_layout_kserve_expects():
+    settings = deploy_settings()
+    assert settings["model_store"] == "/mnt/models/model-store"
+    assert settings["metrics_config"] == "/mnt/models/config/metrics.yaml"
+    assert settings["enable_envvars_config"] == "true"        # KServe sets TS_SERVICE_ENVELOPE
+    assert "service_envelope" not in settings
+    snapshot = json.loads(settings["model_snapshot"])["models"]["mnist"]["1.0"]
+    assert snapshot["marName"] == "mnist.mar" and snapshot["batchSize"] == 1
