@@ -13,6 +13,7 @@ import ctypes.util
 import json
 import logging
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -59,11 +60,14 @@ class DigitHandler(BaseHandler):
     def _predictor(self, optimize: bool) -> torch.nn.Module:
         """The model that answers predictions. On the CPU, optimized: traced, frozen (BatchNorm
         folded into its convolution) and moved to oneDNN kernels, twice as fast at batch 8-16
-        (docs/performance.md). Explanations need gradients and keep the eager self.model."""
+        (docs/performance.md). Explanations need gradients and keep the eager self.model.
+        TorchScript is deprecated in favour of torch.compile, which needs a C++ compiler where
+        the worker runs (the image has none) and compiles for seconds at every start."""
         if not optimize or self.device.type != "cpu":
             return self.model
         example = torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)   # the deprecation, chosen knowingly
             return torch.jit.optimize_for_inference(torch.jit.trace(self.model, example))
 
     def preprocess(self, data):
