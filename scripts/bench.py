@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 import yaml
 
 from model.preprocess import decode_image, normalize_digit, to_model_input
-from tests.conftest import REPO, START, WEIGHTS, serving_directory, start_server, stop_server
+from tests.conftest import REPO, START, WEIGHTS, Server, serving_directory, start_server, stop_server
 from training.evaluate import load_model
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -75,17 +74,10 @@ def parse_hey(report: str) -> dict:
             "transport_errors": sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+Post", report, re.M))}
 
 
-def server_cpu_seconds(workdir: Path) -> float:
-    """CPU time of every TorchServe process started from `workdir` (frontend and workers)."""
-    total = 0.0
-    for process in psutil.process_iter(["cmdline", "cwd"]):
-        try:
-            if process.info["cwd"] == str(workdir) or str(workdir) in " ".join(process.info["cmdline"] or []):
-                times = process.cpu_times()
-                total += times.user + times.system
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
+def server_cpu_seconds(server: Server) -> float:
+    """CPU time of the server's frontend and workers."""
+    frontend, workers = server.processes()
+    return sum(sum(p.cpu_times()[:2]) for p in [frontend, *workers])
 
 
 def drive(archive: Path, concurrencies: list[int], overrides: dict | None = None) -> dict:
@@ -99,9 +91,9 @@ def drive(archive: Path, concurrencies: list[int], overrides: dict | None = None
     try:
         for c in concurrencies:
             hey(url, server.key(), c, WARMUP)
-            cpu = server_cpu_seconds(workdir)
+            cpu = server_cpu_seconds(server)
             point = parse_hey(hey(url, server.key(), c, SECONDS))
-            point["server_cpu_percent"] = round(100 * (server_cpu_seconds(workdir) - cpu) / SECONDS)
+            point["server_cpu_percent"] = round(100 * (server_cpu_seconds(server) - cpu) / SECONDS)
             result["points"][c] = point
             print(f"  c={c:<4} {point}", flush=True)
     finally:

@@ -159,13 +159,6 @@ def drive(server: Server, load: list[Target], concurrency: int, tally: Tally | N
     return tally
 
 
-def processes(server: Server) -> tuple[psutil.Process, list[psutil.Process]]:
-    """The Java frontend (its pid file is in the server's TMPDIR) and its Python workers."""
-    frontend = psutil.Process(int((server.workdir / "tmp" / ".model_server.pid").read_text()))
-    workers = [p for p in frontend.children() if "model_service_worker" in " ".join(p.cmdline())]
-    return frontend, workers
-
-
 def frontend_counters(server: Server) -> Counter:
     """TorchServe's Requests2XX/4XX/5XX counters from /metrics."""
     text = requests.get(f"{server.metrics}/metrics", timeout=10).text
@@ -192,7 +185,7 @@ class Sampler(threading.Thread):
 
     def run(self):
         while not self.halt.is_set():
-            frontend, workers = processes(self.server)
+            frontend, workers = self.server.processes()
             sample_ = {"t": round(time.monotonic() - self.started, 1)}
             for name, process in [("frontend", frontend)] + [(f"worker {p.pid}", p) for p in workers]:
                 try:
@@ -222,7 +215,7 @@ def slopes(samples: list[dict], warmup: float) -> dict[str, dict]:
 
 def soak(server: Server, load: list[Target], seconds: float, concurrency: int, every: float, warmup: float) -> dict:
     """Drive `load` for `seconds` while sampling memory; the run's report (see failed())."""
-    pids = sorted(p.pid for p in processes(server)[1])
+    pids = sorted(p.pid for p in server.processes()[1])
     deaths_before, counters_before = len(worker_deaths(server)), frontend_counters(server)
     sampler = Sampler(server, every)
     sampler.start()
@@ -232,7 +225,7 @@ def soak(server: Server, load: list[Target], seconds: float, concurrency: int, e
     return {"seconds": round(elapsed, 1), "concurrency": concurrency, "targets": len(load), "requests": tally.sent,
             "requests_per_s": round(tally.sent / elapsed, 1), "slowest_s": round(tally.slowest_s, 3),
             "statuses": dict(sorted(tally.statuses.items())), "unexpected": dict(tally.unexpected),
-            "worker_pids_before": pids, "worker_pids_after": sorted(p.pid for p in processes(server)[1]),
+            "worker_pids_before": pids, "worker_pids_after": sorted(p.pid for p in server.processes()[1]),
             "worker_deaths_logged": worker_deaths(server)[deaths_before:], "warmup_s": warmup,
             "frontend_counters": dict(frontend_counters(server) - counters_before),
             "memory": slopes(samples, warmup), "samples": samples}
@@ -283,7 +276,7 @@ def kill_during_load(server: Server, load: list[Target], concurrency: int, befor
     clients = threading.Thread(target=drive, args=(server, load, concurrency, tally))
     clients.start()
     time.sleep(before)
-    victim = processes(server)[1][0].pid
+    victim = server.processes()[1][0].pid
     killed = time.monotonic()
     os.kill(victim, signal.SIGKILL)
     while not (workers := describe(server)) or victim in {w["pid"] for w in workers} \

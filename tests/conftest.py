@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import requests
 import torch
@@ -118,6 +119,12 @@ class Server:
             headers["Content-Type"] = content_type
         return requests.post(f"{self.inference}/{endpoint}/mnist", data=body, headers=headers,
                              timeout=30, **kwargs)
+
+    def processes(self) -> tuple[psutil.Process, list[psutil.Process]]:
+        """The Java frontend (its pid file is in this server's TMPDIR) and its Python workers."""
+        frontend = psutil.Process(int((self.workdir / "tmp" / ".model_server.pid").read_text()))
+        workers = [p for p in frontend.children() if "model_service_worker" in " ".join(p.cmdline())]
+        return frontend, workers
 
     def log(self, name: str = "model_log.log") -> str:
         path = self.workdir / "logs" / name

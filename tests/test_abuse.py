@@ -36,7 +36,7 @@ def test_fuzzed_requests_among_digits_under_concurrency(server, load):
     """Every request gets exactly its in-process answer: each digit its digit, each hostile input
     its 4xx (or 200 for an image that holds a digit); no 5xx and no worker restart, by the
     clients, TorchServe's counters, its logs and the workers' PIDs."""
-    pids, deaths = [p.pid for p in soak.processes(server)[1]], len(soak.worker_deaths(server))
+    pids, deaths = [p.pid for p in server.processes()[1]], len(soak.worker_deaths(server))
     counters = soak.frontend_counters(server)
     tally = soak.drive(server, load, CLIENTS)
     assert tally.sent == len(load) == DIGITS + HOSTILE + 2
@@ -45,7 +45,7 @@ def test_fuzzed_requests_among_digits_under_concurrency(server, load):
     moved = soak.frontend_counters(server) - counters
     assert moved["Requests5XX"] == 0 and moved["Requests2XX"] + moved["Requests4XX"] == len(load)
     assert soak.worker_deaths(server)[deaths:] == []
-    assert [p.pid for p in soak.processes(server)[1]] == pids
+    assert [p.pid for p in server.processes()[1]] == pids
 
 
 def test_short_soak(server, load):

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import requests
 
-from scripts.soak import RESPONSE_TIMEOUT, processes
+from scripts.soak import RESPONSE_TIMEOUT
 from tests.conftest import START, serving_directory, start_server, stop_server
 from tests.fuzzing import zlib_bomb
 
@@ -73,7 +73,7 @@ def test_nothing_answers_from_another_machine(server, other_machine):
     with socket.create_server(("0.0.0.0", 0)) as control:
         answers = connect_from(other_machine, [control.getsockname()[1], *ports.values()])
     assert answers == ["open"] + ["ConnectionRefusedError"] * len(ports), dict(zip(["control", *ports], answers))
-    frontend = processes(server)[0]
+    frontend = server.processes()[0]
     listening = {c.laddr for c in frontend.net_connections("inet") if c.status == psutil.CONN_LISTEN}
     assert {address.port for address in listening} == set(ports.values())
     assert {address.ip.removeprefix("::ffff:") for address in listening} == {"127.0.0.1"}   # Java: IPv4-mapped
@@ -81,7 +81,7 @@ def test_nothing_answers_from_another_machine(server, other_machine):
 
 def peak_rss_growth_mb(server, body: bytes) -> tuple[object, float, float]:
     """POST `body`; the answer, its seconds, and how far it raised the workers' peak RSS (MB)."""
-    workers = [p.pid for p in processes(server)[1]]
+    workers = [p.pid for p in server.processes()[1]]
     for pid in workers:
         Path(f"/proc/{pid}/clear_refs").write_text("5")   # peak RSS := current RSS
     before = {pid: psutil.Process(pid).memory_info().rss for pid in workers}
