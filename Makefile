@@ -62,3 +62,13 @@ fuzz: archive                                 ## the fuzz properties with FUZZ_E
 
 image: archive                                ## the serving image (needs a Docker engine with BuildKit)
 	docker build --build-arg REVISION=$$(git rev-parse HEAD) -t mnist-torchserve .
+
+# --- GPU check (docs/gpu.md) ---
+.PHONY: gpu-bundle gpu-check
+GPU_BUNDLE := .gpu/bundle.json
+gpu-bundle: $(GPU_BUNDLE)                     ## .gpu/: wheels, archive and 1,000 test digits for a bare GPU machine; prints sizes
+$(GPU_BUNDLE): $(MAR) scripts/gpu_bundle.py requirements.txt | setup
+	python -m scripts.gpu_bundle
+
+gpu-check: $(GPU_BUNDLE)                      ## the GPU check (here, without a GPU, its CUDA parts are skipped); bench/out/gpu/
+	python -m scripts.gpu_check --bundle .gpu

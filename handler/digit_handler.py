@@ -56,6 +56,8 @@ class DigitHandler(BaseHandler):
         self.temperature = float(json.loads(training.read_text())["temperature"])
         self.explainer = Explainer(self.model, steps=int(settings["explain_steps"]))
         self.predictor = self._predictor(optimize=bool(settings.get("optimize", False)))
+        # deviceType gpu falls back to the CPU silently: say in model_log.log where answers come from.
+        logger.info("LeNet-5 answers on %s%s", self.device, "" if self.predictor is self.model else " (optimized)")
 
     def _predictor(self, optimize: bool) -> torch.nn.Module:
         """The model that answers predictions. On the CPU, optimized: traced, frozen (BatchNorm

@@ -39,7 +39,8 @@ import requests
 import yaml
 
 from tests.conftest import REPO, START, Server, serving_directory, start_server, stop_server
-from tests.fuzzing import Request, Worker, hostile_requests, sample
+from harness.worker import Request, Worker
+from tests.fuzzing import hostile_requests, sample
 from training.data import ensure_mnist, load_raw
 from training.user_styles import mnist_png
 

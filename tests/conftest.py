@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from model.preprocess import normalize_digit, to_model_input
-from tests.fuzzing import Worker
+from harness.worker import Worker
 from training.data import ensure_mnist, load_raw
 from training.evaluate import load_model
 
@@ -64,7 +64,7 @@ def in_process(trained_model):
 
 @pytest.fixture(scope="session")
 def worker(tmp_path_factory) -> Worker:
-    """The archive's handler run in-process by TorchServe's own worker code (tests/fuzzing.py)."""
+    """The archive's handler run in-process by TorchServe's own worker code (harness/worker.py)."""
     if not ARCHIVE.exists():
         pytest.fail(f"{ARCHIVE} is missing: run `make test`, which builds it first")
     return Worker(ARCHIVE, tmp_path_factory.mktemp("worker"), REPO / "config" / "metrics.yaml")

@@ -1,25 +1,16 @@
-"""Hostile inputs and TorchServe's worker path in-process, shared by the fuzz, abuse and soak runs.
+"""Hostile inputs, shared by the fuzz, abuse and soak runs.
 
 The strategies generate what an attacker or a broken client sends: random bytes, images of
 every mode and format, the same truncated and bit-flipped, animated, alpha-only, zero-size or
 with huge declared dimensions, wrong base64 and JSON of any shape. Each is a `Request` as it
 travels over HTTP (body and content type), so the same inputs drive the in-process fuzz and
-the real server.
-
-`Worker` runs a request the way a TorchServe worker does, minus the socket: the archive is
-extracted and loaded by TorchServe's own model loader (real Context, real metrics cache), the
-request is encoded in the frontend's wire format and decoded by TorchServe's codec (which
-parses JSON bodies), `Service.predict` calls the handler, and the response frame is read back.
+the real server; the fuzz tests send them through TorchServe's worker code in-process
+(harness/worker.py).
 """
 import base64
-import io
 import json
 import struct
-import sys
-import zipfile
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from hypothesis import Phase, given, settings
@@ -27,19 +18,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from handler.payload import HTTP_STATUS
+from harness.worker import Request
 from training.user_styles import encode
 
 FORMATS = ["PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF"]
 MODES = ["L", "LA", "RGB", "RGBA", "P", "1", "I;16"]
 # A digit or one of the handler's 4xx errors, never anything else.
 ANSWERS = {200} | {status for status in HTTP_STATUS.values() if status < 500}
-
-
-@dataclass(frozen=True)
-class Request:
-    kind: str
-    body: bytes
-    content_type: str = "application/octet-stream"
 
 
 def png(width: int, height: int, color_type: int = 0, bit_depth: int = 8, idat: bytes = b"") -> bytes:
@@ -153,80 +138,3 @@ def sample(strategy, count: int) -> list:
         found.append(value)
     collect()
     return found
-
-
-@dataclass
-class Answer:
-    status: int
-    body: bytes
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-class _Wire:
-    """The bytes a socket would deliver, for TorchServe's codec."""
-
-    def __init__(self, data: bytes):
-        self.stream = io.BytesIO(data)
-
-    def recv(self, size: int) -> bytes:
-        return self.stream.read(size)
-
-
-def _field(value: bytes) -> bytes:
-    return struct.pack("!i", len(value)) + value
-
-
-class Worker:
-    """The archive's handler, loaded and driven by TorchServe's own worker code (see module doc)."""
-
-    def __init__(self, archive: Path, workdir: Path, metrics_config: Path):
-        from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
-        from ts.model_loader import TsModelLoader
-
-        with zipfile.ZipFile(archive) as mar:
-            mar.extractall(workdir)
-        manifest = json.loads((workdir / "MAR-INF" / "MANIFEST.json").read_text())
-        metrics = MetricsCacheYamlImpl(config_file_path=str(metrics_config))
-        metrics.initialize_cache()
-        sys.path.insert(0, str(workdir))   # as a worker started in the model directory
-        self.service = TsModelLoader().load("mnist", str(workdir), manifest["model"]["handler"],
-                                            batch_size=16, metrics_cache=metrics)
-        self.service.set_cl_socket(None)
-
-    def predict(self, batch: list[list[tuple[str, str, bytes]]]) -> list[Answer]:
-        """One TorchServe batch; each request is its (name, content type, value) parameters."""
-        from ts.protocol.otf_message_handler import retrieve_msg
-
-        frame = bytearray(b"I")
-        for idx, parameters in enumerate(batch):
-            frame += _field(str(idx).encode()) + struct.pack("!i", -1)   # request id, no headers
-            for name, content_type, value in parameters:
-                frame += _field(name.encode()) + _field(content_type.encode()) + _field(value)
-            frame += struct.pack("!i", -1)
-        frame += struct.pack("!i", -1)
-        _, requests = retrieve_msg(_Wire(bytes(frame)))
-        return self._answers(self.service.predict(requests), len(batch))
-
-    def answer(self, request: Request) -> Answer:
-        return self.predict([[("body", request.content_type, request.body)]])[0]
-
-    @staticmethod
-    def _answers(response: bytes, count: int) -> list[Answer]:
-        stream = io.BytesIO(response)
-
-        def number() -> int:
-            return struct.unpack("!i", stream.read(4))[0]
-
-        def field() -> bytes:
-            return stream.read(number())
-        batch_status, _ = number(), field()
-        answers = []
-        for _ in range(count):
-            field(), field()                    # request id, content type
-            status, _ = number(), field()       # per-request status (the batch's on failure) and phrase
-            for _ in range(2 * number()):       # response headers
-                field()
-            answers.append(Answer(status if batch_status == 200 else batch_status, field()))
-        return answers

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scripts import soak
-from tests.fuzzing import Request
+from harness.worker import Request
 from training.user_styles import mnist_png
 from tests.conftest import START, serving_directory, start_server, stop_server
 

@@ -1,7 +1,7 @@
 """Property-based fuzzing of the path every request takes, through the handler itself.
 
 Every input runs through TorchServe's own worker code and our handler, in-process
-(`tests/fuzzing.py`): whatever arrives, the answer is a digit (200) or one of the handler's
+(`harness/worker.py`): whatever arrives, the answer is a digit (200) or one of the handler's
 JSON 4xx errors, never a 500 (an exception the handler caught) nor a failed batch (one that
 escaped it), and a hostile request never changes the answer of a digit in its batch.
 
@@ -18,8 +18,9 @@ from PIL import Image
 
 from handler.payload import HTTP_STATUS
 from model.preprocess import decode_image, normalize_digit
-from tests.fuzzing import (ANSWERS, JSON_VALUES, Request, alpha_only, animations, as_json, base64_payloads,
-                           damaged, declared_sizes, hostile_requests, images, png, zlib_bomb)
+from harness.worker import Request
+from tests.fuzzing import (ANSWERS, JSON_VALUES, alpha_only, animations, as_json, base64_payloads, damaged,
+                           declared_sizes, hostile_requests, images, png, zlib_bomb)
 from training.user_styles import encode, mnist_png
 
 MAX_PIXELS = 25_000_000
