@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from scripts import soak
 from harness.worker import Request
+from scripts import soak
 from training.user_styles import mnist_png
 from tests.conftest import START, serving_directory, start_server, stop_server
 
