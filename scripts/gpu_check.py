@@ -500,7 +500,7 @@ def verdicts(report: dict) -> list[tuple[str, str, str]]:
     else:
         ok = answers["same_digit"] == answers["digits"] and answers["max_probability_difference"] <= PROBABILITY_TOLERANCE
         rows.append(("CUDA answers equal the CPU's", "PASS" if ok else "FAIL",
-                     f"{answers['same_digit']}/{answers['digits']} same digit, max |Δp| "
+                     f"{answers['same_digit']}/{answers['digits']} same digit, largest probability difference "
                      f"{answers['max_probability_difference']:.2e} (tolerance {PROBABILITY_TOLERANCE:g})"))
     for device, results in report.get("refusals", {}).items():
         good = sum(r["ok"] for r in results)
@@ -509,7 +509,7 @@ def verdicts(report: dict) -> list[tuple[str, str, str]]:
     for device, result in explanations.get("completeness", {}).items():
         rows.append((f"explanations complete on {device}",
                      "PASS" if result["complete"] == result["maps"] else "FAIL",
-                     f"{result['complete']}/{result['maps']} maps, max |delta| {result['max_abs_convergence_delta']:.4f}"))
+                     f"{result['complete']}/{result['maps']} maps, largest convergence delta {result['max_abs_convergence_delta']:.4f}"))
     if "cuda_vs_cpu" in explanations:
         same = explanations["cuda_vs_cpu"]
         ok = same["same_target"] == same["within_tolerance"] == same["maps"]
@@ -554,14 +554,14 @@ def markdown(report: dict) -> str:
     answers = report.get("answers")
     if answers:
         lines += ["", f"Answers: {answers['digits']} MNIST test digits, accuracy CPU {answers['accuracy_cpu']:.2%}, "
-                      f"CUDA {answers['accuracy_cuda']:.2%}; mean |Δp| {answers['mean_probability_difference']:.2e}. "
+                      f"CUDA {answers['accuracy_cuda']:.2%}; mean probability difference {answers['mean_probability_difference']:.2e}. "
                       f"Float32 matmul precision {report['precision']['float32_matmul']}, cuDNN TF32 "
                       f"{report['precision']['cudnn_tf32']}."]
         lines += [f"- digit {d['index']}: CPU {d['cpu']}, CUDA {d['cuda']} (CPU top-2 margin {d['cpu_top2_margin']:.2e})"
                   for d in answers["different_digit"]]
     strict = report.get("strict_fp32")
     if answers and strict:
-        lines += ["", f"With TF32 off on CUDA: {strict['same_digit']}/{answers['digits']} same digit, max |Δp| "
+        lines += ["", f"With TF32 off on CUDA: {strict['same_digit']}/{answers['digits']} same digit, largest probability difference "
                       f"{strict['max_probability_difference']:.2e}, worst map {strict['max_relative_attribution_difference']:.2e} "
                       "relative L2 from the CPU's."]
     if "accuracy_cpu" in report:
