@@ -48,10 +48,20 @@ function show(state, refusal) {
   $("#message").hidden = state !== "refusal";
   $("#pad-hint").hidden = !pad.empty;
   if (refusal) {
-    $("#message-text").textContent = refusal.message;
+    $("#message-text").replaceChildren(...withCode(refusal.message));
     $("#retry").hidden = !refusal.retry;
     $("#key-panel").hidden = refusal.kind !== "key";
   }
+}
+
+/** Text nodes, and <code> elements for the `commands` a sentence names. */
+function withCode(sentence) {
+  return sentence.split("`").map((part, i) => {
+    if (i % 2 === 0) return document.createTextNode(part);
+    const code = document.createElement("code");
+    code.textContent = part;
+    return code;
+  });
 }
 
 /** Read the pad or the chosen file; `target` asks why (not) that digit instead of the answer. */
@@ -63,7 +73,7 @@ async function read(target) {
   lastTry = () => read(target);
   setBusy(true);
   try {
-    const image = chosenFile ?? await pad.toBlob();
+    const image = chosenFile ?? pad.toBlob();
     const answer = await explain(image, target, request.signal);
     if (inFlight !== request) return;
     showAnswer(elements, answer);

@@ -44,8 +44,11 @@ export class Pad {
     this.redraw();
   }
 
+  /** A PNG of the pad. Encoded at once: canvas.toBlob waits for the browser's idle time, which
+   * Chromium gives it up to a second after a stroke. */
   toBlob() {
-    return new Promise((resolve) => this.canvas.toBlob(resolve, "image/png"));
+    const base64 = this.canvas.toDataURL("image/png").split(",")[1];
+    return new Blob([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], { type: "image/png" });
   }
 
   #point(event) {

@@ -4,7 +4,7 @@
 const DOUBT_BELOW = 0.9;          // below this confidence the runner-up is named too
 const FOR = [205, 25, 30];        // red: the pixel speaks for the digit
 const AGAINST = [30, 85, 225];    // blue: the pixel speaks against it
-const INK_SHADE = 0.75;           // how dark full ink is drawn under the colours (0 paper .. 1 black)
+const INK_SHADE = 0.45;           // how dark full ink is drawn under the colours (0 paper .. 1 black)
 
 function percent(p) {
   if (p >= 0.9995) return "> 99.9%";
