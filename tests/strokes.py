@@ -5,7 +5,15 @@ MNIST holds pictures, not pen paths. The digit is thinned to a one-pixel skeleto
 starts at a stroke end where there is one (a loop has none) and follows unvisited neighbours,
 so a drawn 4 or 7 is two or three strokes and a 0 is one closed loop.
 """
+import sys
+
 import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from model.preprocess import normalize_digit, to_model_input
+from training.data import ensure_mnist, load_raw
+from training.evaluate import load_model
 
 INK = 128   # MNIST's ink is 255 on a 0 background; its anti-aliased edge is what thinning removes
 
@@ -64,3 +72,30 @@ def strokes(image: np.ndarray) -> list[list[tuple[float, float]]]:
         if len(path) > 1:   # a lone skeleton pixel is noise, not a stroke
             paths.append([(x + 0.5, y + 0.5) for y, x in path])
     return paths
+
+
+def redrawn_accuracy(count: int) -> float:
+    """Share of the first `count` MNIST test digits the trained model reads right once they are
+    redrawn from their strokes as web/pad.js draws them (a 280 px canvas, a round pen 1/14 of
+    it wide), in-process with Pillow: how faithful the strokes the browser tests draw are."""
+    images, labels = (t.numpy() for t in load_raw(ensure_mnist("data"), train=False))
+    side, pen = 280, 20
+    digits = []
+    for image in images[:count]:
+        pad = Image.new("L", (side, side), 255)
+        drawing = ImageDraw.Draw(pad)
+        for stroke in strokes(image):
+            points = [(x / image.shape[1] * side, y / image.shape[0] * side) for x, y in stroke]
+            drawing.line(points, fill=0, width=pen, joint="curve")
+            for x, y in (points[0], points[-1]):   # round caps
+                drawing.ellipse([x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2], fill=0)
+        digits.append(normalize_digit(pad))
+    model = load_model("artifacts/lenet5_mnist.pt")
+    with torch.no_grad():
+        predicted = model(to_model_input(torch.from_numpy(np.stack(digits)))).argmax(dim=1).numpy()
+    return float((predicted == labels[:count]).mean())
+
+
+if __name__ == "__main__":   # python -m tests.strokes [COUNT]
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    print(f"{redrawn_accuracy(count):.2%} of the first {count} test digits read right, redrawn from their strokes")

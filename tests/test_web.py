@@ -36,12 +36,12 @@ def browser():
 
 @pytest.fixture
 def open_page(browser):
-    """open_page(origin, key=None, viewport=DESKTOP) -> a fresh tab on the page; at the end of the
-    test, every request of every tab must have gone to its own origin."""
+    """open_page(origin, key=None, viewport=DESKTOP, **device) -> a fresh tab on the page; at the
+    end of the test, every request of every tab must have gone to its own origin."""
     opened = []
 
-    def open_(origin: str, key: str | None = None, viewport: dict = DESKTOP):
-        context = browser.new_context(viewport=viewport)
+    def open_(origin: str, key: str | None = None, viewport: dict = DESKTOP, **device):
+        context = browser.new_context(viewport=viewport, **device)
         requested, errors = [], []
         context.on("request", lambda request: requested.append(request.url))
         page = context.new_page()
@@ -75,17 +75,23 @@ def first_of_each_class(test_set) -> dict[int, np.ndarray]:
     return {digit: images[np.flatnonzero(labels == digit)[0]] for digit in range(10)}
 
 
-def draw(page, image: np.ndarray) -> None:
-    """Draw an MNIST digit's strokes across the whole pad with mouse events, as a hand would: a
-    move every second skeleton pixel (the pad joins them with straight lines, as it does a
-    hand's moves)."""
+def draw(page, image: np.ndarray, touch=None) -> None:
+    """Draw an MNIST digit's strokes across the whole pad, as a hand would, with mouse events or,
+    given a CDP session, a finger's touch events: a move every second skeleton pixel (the pad
+    joins them with straight lines, as it does a hand's moves)."""
     box = page.locator("#pad").bounding_box()
     side = image.shape[0]
     for stroke in strokes(image):
         points = [(box["x"] + x / side * box["width"], box["y"] + y / side * box["height"]) for x, y in stroke]
+        points = points[:1] + points[2::2] + points[-1:]
+        if touch:
+            for kind, (x, y) in zip(["touchStart"] + ["touchMove"] * (len(points) - 1), points):
+                touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y}]})
+            touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+            continue
         page.mouse.move(*points[0])
         page.mouse.down()
-        for point in points[2::2] + points[-1:]:
+        for point in points[1:]:
             page.mouse.move(*point)
         page.mouse.up()
 
@@ -175,7 +181,7 @@ def assert_heat_map(page, answer: dict) -> None:
     assert white[ink == 0].all() and not white[ink >= 16].any()
 
 
-def test_image_files_are_read_from_the_picker_and_by_drag_and_drop(open_page, proxy, server, test_set):
+def test_image_files_are_read_from_the_picker_drag_and_drop_and_paste(open_page, proxy, server, test_set):
     page = open_page(proxy.url, server.key())
     digits = first_of_each_class(test_set)
     page.set_input_files("#file", files=[{"name": "three.png", "mimeType": "image/png",
@@ -192,16 +198,28 @@ def test_image_files_are_read_from_the_picker_and_by_drag_and_drop(open_page, pr
     page.dispatch_event("#pad-zone", "drop", {"dataTransfer": dropped})
     expect(page.locator("#digit")).to_have_text("5")
     assert answer_shown(page) == "5"
+    pasted = base64.b64encode(dark_on_white(digits[8])).decode()
+    page.evaluate("""(data) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([Uint8Array.from(atob(data), (c) => c.charCodeAt(0))], 'eight.png',
+                                    {type: 'image/png'}));
+        document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: transfer}));
+    }""", pasted)
+    expect(page.locator("#digit")).to_have_text("8")
+    expect(page.locator("#photo")).to_be_hidden()      # no camera button for a mouse
 
 
-def test_a_phone_screen_and_the_keyboard_reach_everything(open_page, proxy, server, test_set, screenshot):
-    """At 360 px nothing scrolls sideways; Tab reaches the buttons in order, Enter on "Read digit"
-    sends the blank pad (the no-digit sentence), Enter on "Choose image..." opens the file chooser."""
-    page = open_page(proxy.url, server.key(), PHONE)
+def test_a_phone_touch_and_the_keyboard_reach_everything(open_page, proxy, server, test_set, screenshot):
+    """On a 360 px touch screen nothing scrolls sideways, a finger draws, and the camera button
+    shows; Tab reaches the buttons in order, Enter on "Read digit" sends the blank pad (the
+    no-digit sentence), Enter on "Choose image..." opens the file chooser."""
+    page = open_page(proxy.url, server.key(), PHONE, is_mobile=True, has_touch=True)
     page.on("filechooser", lambda chooser: None)   # intercept file choosers from now on, well before Enter
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     box = page.locator("#pad").bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] and box["width"] >= 250
+    expect(page.locator("#photo")).to_be_visible()
+    assert page.get_attribute("#camera", "capture") == "environment"
     focused = []
     while len(focused) < 8:
         page.keyboard.press("Tab")
@@ -220,6 +238,8 @@ def test_a_phone_screen_and_the_keyboard_reach_everything(open_page, proxy, serv
                                     "buffer": dark_on_white(first_of_each_class(test_set)[7])}])
     assert answer_shown(page) == "7"
     expect(page.locator("#message")).to_be_hidden()
+    draw(page, first_of_each_class(test_set)[6], touch=page.context.new_cdp_session(page))
+    assert answer_shown(page) == "6"
 
 
 def test_a_missing_or_wrong_key_is_told_and_a_pasted_key_works(open_page, proxy, server, test_set, screenshot):

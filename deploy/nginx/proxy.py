@@ -94,6 +94,16 @@ def running_pid(run_dir: Path) -> int | None:
     return pid if b"nginx" in command and str(run_dir).encode() in command else None
 
 
+def alive(pid: int) -> bool:
+    """Whether pid still runs: an exited master waits as a zombie until its new parent (init, as
+    nginx detaches) reaps it, which some container inits do only every second or two."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def stop(run_dir: Path) -> bool:
     """Stop the nginx started from run_dir (fast shutdown); False when none was running."""
     pid = running_pid(run_dir)
@@ -101,7 +111,7 @@ def stop(run_dir: Path) -> bool:
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while Path(f"/proc/{pid}").exists():
+    while alive(pid):
         if time.monotonic() > deadline:
             raise SystemExit(f"[proxy] nginx (pid {pid}) did not stop within {STOP_TIMEOUT_S} s")
         time.sleep(0.05)
