@@ -25,9 +25,12 @@ class Proxy:
 def start_proxy(ts_config: Path, port: int, *options: str) -> Proxy:
     """nginx on 127.0.0.1:port in front of the TorchServe that `ts_config` configures."""
     run_dir = Path(tempfile.mkdtemp(prefix="mnist-nginx-"))
-    subprocess.run([sys.executable, str(PROXY), "start", "--ts-config", str(ts_config),
-                    "--listen", f"127.0.0.1:{port}", "--run-dir", str(run_dir), *options],
-                   check=True, stdout=subprocess.DEVNULL)
+    started = subprocess.run([sys.executable, str(PROXY), "start", "--ts-config", str(ts_config),
+                              "--listen", f"127.0.0.1:{port}", "--run-dir", str(run_dir), *options],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if started.returncode != 0:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise RuntimeError(started.stderr)
     return Proxy(f"http://127.0.0.1:{port}", run_dir)
 
 
