@@ -42,8 +42,9 @@ serve: archive                                ## the main job: start TorchServe,
 smoke: setup
 	scripts/smoke.sh
 
-stop: setup                                   ## stop the server `make serve` started
+stop: setup                                   ## stop the server `make serve` started (and `make demo`'s nginx)
 	scripts/stop.sh
+	python deploy/nginx/proxy.py stop
 
 test: archive                                 ## unit and integration tests (a real TorchServe)
 	python -m pytest -q tests
@@ -72,3 +73,11 @@ $(GPU_BUNDLE): $(MAR) scripts/gpu_bundle.py requirements.txt | setup
 
 gpu-check: $(GPU_BUNDLE)                      ## the GPU check (here, without a GPU, its CUDA parts are skipped); bench/out/gpu/
 	python -m scripts.gpu_check --bundle .gpu
+
+# The draw-a-digit page (web/) behind nginx (deploy/nginx/).
+.PHONY: demo demo-link
+demo: archive                                 ## TorchServe + nginx + the page; prints http://127.0.0.1:8000/#key=...
+	scripts/demo.sh
+
+demo-link: setup                              ## a fresh link for the running demo (renews the inference key)
+	scripts/demo.sh link

@@ -87,6 +87,8 @@ class DigitHandler(BaseHandler):
                         raise TooManyExplanations(f"this batch already holds {self.explain_max_per_batch} "
                                                   "explanations, the server's limit: retry in a moment")
                     batch.explain[idx] = target
+                    if model_input.dtype == torch.uint8:   # the map is drawn over the digit the model saw
+                        batch.explanations[idx] = {"normalized_digit": model_input.tolist()}
                 rows.append(model_input)
                 batch.accepted.append(idx)
             except ImageRejected as error:
@@ -130,7 +132,8 @@ class DigitHandler(BaseHandler):
             attributions, deltas = self.explainer(batch.inputs[rows], targets)
             for idx, target, attribution, delta in zip(batch.explain, targets, attributions.tolist(), deltas.tolist()):
                 batch.explanations[idx] = {"target": target, "convergence_delta": round(delta, 6),
-                                           "attributions": [[round(v, 6) for v in line] for line in attribution]}
+                                           "attributions": [[round(v, 6) for v in line] for line in attribution],
+                                           **batch.explanations.get(idx, {})}
         return batch
 
     def explain_handle(self, data_preprocess, raw_data):

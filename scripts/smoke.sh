@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# One real prediction over HTTP: an MNIST test digit, sent as a PNG to the running server,
-# printed with the curl command to repeat it.
+# One real prediction over HTTP: an MNIST test digit, sent as a PNG to the running server
+# (or to SMOKE_URL, e.g. nginx in front of it), printed with the curl command to repeat it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 digit=${1:-artifacts/samples/test00000-digit7.png}
 [ -f "$digit" ] || python -m scripts.sample_digits --count 10 >/dev/null
 command="curl -s -H 'Authorization: Bearer $(scripts/token.sh)' -H 'Content-Type: image/png' \
---data-binary @$digit http://127.0.0.1:8080/predictions/mnist"
+--data-binary @$digit ${SMOKE_URL:-http://127.0.0.1:8080}/predictions/mnist"
 echo "[smoke] $command"
 answer=$(eval "$command")
 echo "$answer"

@@ -22,6 +22,7 @@ from PIL import Image
 
 from model.preprocess import normalize_digit, to_model_input
 from harness.worker import Worker
+from tests.proxy import Proxy, start_proxy, stop_proxy
 from training.data import ensure_mnist, load_raw
 from training.evaluate import load_model
 
@@ -179,3 +180,13 @@ def server() -> Server:
     yield running
     stop_server(running)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- the web page: nginx in front of the session's TorchServe ---------------------------------
+
+@pytest.fixture(scope="session")
+def proxy(server) -> Proxy:
+    """nginx serving web/ and proxying the API to `server`, with the settings `make demo` uses."""
+    running = start_proxy(server.workdir / "config" / "config.properties", free_ports(1)[0])
+    yield running
+    stop_proxy(running)

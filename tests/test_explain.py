@@ -9,11 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
+import yaml
 
 from harness.explanations import incompleteness
 from harness.explanations import logit_gap as harness_logit_gap
-from tests.conftest import START, serving_directory, start_server, stop_server
-from training.user_styles import mnist_png
+from model.preprocess import decode_image, normalize_digit
+from tests.conftest import REPO, START, serving_directory, start_server, stop_server
+from training.user_styles import large_off_centre, mnist_png, photo_jpeg
 
 MAX_PER_BATCH = 4   # config/model-config.yaml, handler.explain_max_per_batch
 
@@ -67,6 +69,20 @@ def test_a_named_target_is_explained(server, test_set, logit_gap):
         assert answer["digit"] == 7
         assert_complete(answer, logit_gap(image, answer["target"]))
     assert not np.allclose(as_json["attributions"], predicted["attributions"])
+
+
+@pytest.mark.parametrize("style", [large_off_centre, photo_jpeg])
+def test_an_explanation_carries_the_normalized_digit_it_was_drawn_on(server, test_set, style):
+    """The answer's normalized_digit is normalize_digit's output for the image sent, to the pixel
+    (a digit on a large page or in a photo, so it differs from the MNIST original); predictions
+    do not carry it."""
+    image = style(test_set[0][3], np.random.default_rng(3))
+    answer = server.predict(image, "application/octet-stream", endpoint="explanations").json()
+    settings = yaml.safe_load((REPO / "config" / "model-config.yaml").read_text())["handler"]
+    expected = normalize_digit(decode_image(image, settings["max_pixels"]))
+    np.testing.assert_array_equal(np.array(answer["normalized_digit"]), expected)
+    assert not np.array_equal(expected, test_set[0][3])
+    assert "normalized_digit" not in server.predict(image, "application/octet-stream").json()
 
 
 @pytest.mark.parametrize("target", [12, -1, "seven", 2.5, True])

@@ -103,17 +103,20 @@ def test_tensors_answer_as_the_plain_api(kserve, test_set, plain_answers):
 def test_explanations_match_the_plain_api(kserve, server, test_set):
     envelope, kserve_server = kserve
     images = test_set[0][:3]
+    model_input = to_model_input(torch.from_numpy(normalize_digit(Image.fromarray(images[2])))[None])[0]
     rows = [png_row(envelope, images[0], "predicted"), png_row(envelope, images[1], "named", target=4),
-            tensor_row(envelope, images[2], "tensor")]
+            tensor_row(envelope, images[2], "tensor"), tensor_row(envelope, model_input.numpy(), "model input")]
     status, answers = call(kserve_server, envelope, rows, explain=True)
     assert status == 200
     plain = [server.predict(json.dumps({"data": base64.b64encode(mnist_png(image)).decode(), **target}),
                             "application/json", endpoint="explanations").json()
              for image, target in zip(images, [{}, {"target": 4}, {}])]
-    assert [a["target"] for a in answers] == [plain[0]["digit"], 4, plain[2]["digit"]]
-    for answer, expected in zip(answers, plain):
+    plain.append({**plain[2], "normalized_digit": None})   # a 32x32 model input was made from no digit
+    assert [a["target"] for a in answers] == [plain[0]["digit"], 4, plain[2]["digit"], plain[2]["digit"]]
+    for answer, expected in zip(answers, plain, strict=True):
         assert np.array(answer["attributions"]).shape == (32, 32)
         np.testing.assert_allclose(answer["attributions"], expected["attributions"], atol=1e-5)
+        assert answer.get("normalized_digit") == expected["normalized_digit"]
 
 
 def test_a_target_that_is_no_digit_is_refused(kserve, test_set):
