@@ -26,7 +26,7 @@ from training.user_styles import mnist_png
 
 DOCKERFILE = REPO / "Dockerfile"
 BIN = Path(sys.executable).parent   # the venv whose versions the tests run
-CONFIG_FILES = ["config/config.properties", "config/metrics.yaml", "config/log4j2.xml"]   # what the image copies
+CONFIG_FILES = ["config/config.properties", "config/log4j2.xml"]   # what the image copies
 SERVING_PACKAGES = ["torch", "torchvision", "torchserve", "torch-model-archiver", "pyyaml", "numpy", "pillow",
                     "captum", "matplotlib", "tqdm"]
 

@@ -20,7 +20,7 @@ DEPLOY = REPO / "deploy" / "kserve"
 # What the test machine must place differently from the pod: ports, paths, and the token, which
 # stays on so the tests' helpers work as everywhere else.
 LOCAL_SETTINGS = {"inference_address", "management_address", "metrics_address", "grpc_inference_port",
-                  "grpc_management_port", "model_store", "metrics_config", "disable_token_authorization"}
+                  "grpc_management_port", "model_store", "disable_token_authorization"}
 ROUTES = {"kserve": ("v1/models/mnist:predict", "v1/models/mnist:explain"),
           "kservev2": ("v2/models/mnist/infer", "v2/models/mnist/explain")}
 DIGITS = 24
@@ -186,7 +186,7 @@ def test_manifest_is_an_inference_service_for_the_torchserve_runtime():
 def test_config_has_the_layout_kserve_expects():
     settings = deploy_settings()
     assert settings["model_store"] == "/mnt/models/model-store"
-    assert settings["metrics_config"] == "/mnt/models/config/metrics.yaml"
+    assert "metrics_config" not in settings and settings["model_metrics_auto_detect"] == "true"   # handler's metrics
     assert settings["enable_envvars_config"] == "true"        # KServe sets TS_SERVICE_ENVELOPE
     assert "service_envelope" not in settings
     snapshot = json.loads(settings["model_snapshot"])["models"]["mnist"]["1.0"]
