@@ -7,7 +7,8 @@
 - `make serve`'s way: scripts/start.sh in a copy of the repository's layout. Beside it, a second
   server started as the tests start theirs: each has its own worker-socket folder, and kill -9
   of one of the second server's workers leaves the first's sockets, worker PIDs and answers as
-  they were. (With both in /tmp, the second server's workers delete the first's sockets.)
+  they were. (With both in /tmp, the second server's workers replace the first's socket files
+  with their own.)
 The container's layout is started by tests/test_container.py.
 """
 import re
@@ -115,6 +116,7 @@ def test_each_server_has_its_own_worker_sockets_and_a_second_one_leaves_the_firs
     first_workers = sorted(p.pid for p in made.processes()[1])
     first_sockets = made.worker_sockets()
     assert {path.parent for path in first_sockets} == {made.workdir / "tmp" / "mnist-torchserve"}
+    first_inodes = [path.stat().st_ino for path in first_sockets]
 
     second = start_server(serving_directory(), START)
     try:
@@ -132,5 +134,7 @@ def test_each_server_has_its_own_worker_sockets_and_a_second_one_leaves_the_firs
         shutil.rmtree(second.workdir, ignore_errors=True)
 
     assert sorted(p.pid for p in made.processes()[1]) == first_workers
-    assert all(path.is_socket() for path in first_sockets), "the second server deleted the first's sockets"
+    # a worker deletes the file at its socket path and binds a new one there: the same names in
+    # one folder would leave the first server's paths pointing at the second's workers
+    assert [path.stat().st_ino for path in first_sockets] == first_inodes, "the second server took the sockets"
     assert [made.predict(png).json() for png in digits] == answers
