@@ -82,8 +82,9 @@ def envelope_body(envelope: str) -> tuple[bytes, str]:
 
 
 def envelope_answer(envelope: str, reply) -> dict:
+    """Our handler's answer; the envelopes carry it as JSON text."""
     if envelope == "kserve":
-        return reply["predictions"][0]
+        return json.loads(reply["predictions"][0])
     if envelope == "kservev2":
         return json.loads(reply["outputs"][0]["data"][0])
     return reply
