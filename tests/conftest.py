@@ -3,7 +3,7 @@
 The server is started once per test run by harness/server.py: from a fresh temporary directory
 holding only the built `model_store/mnist.mar` and our serving config (ports moved to free
 ones), with its own TMPDIR and TEMP and no PYTHONPATH: it proves the archive runs without the
-repository. The harness names are re-exported here for the tests that start servers of their own.
+repository. Tests that start servers of their own import them from here too.
 """
 import json
 import shutil
@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.server import (ARCHIVE, REPO, START, TORCHSERVE_METRICS, WEIGHTS, Server,  # noqa: F401
-                            free_ports, serving_directory, start_server, stop_server, write_server_config)
+from harness.server import (ARCHIVE, REPO, START, TORCHSERVE_METRICS, WEIGHTS, Server, serving_directory, start_server,
+                            stop_server)
 from model.preprocess import normalize_digit, to_model_input
 from tests.fuzzing import Worker
 from training.data import ensure_mnist, load_raw
