@@ -204,7 +204,8 @@ def test_probes_check_that_the_model_answers_in_its_envelope(kserve):
     model = yaml.safe_load((DEPLOY / "inferenceservice.yaml").read_text())["spec"]["predictor"]["model"]
     [command] = {tuple(model[probe]["exec"]["command"]) for probe in ("readinessProbe", "livenessProbe")}
     assert command[-1] == "/mnt/models/config/config.properties"
-    local = [str(POD_PATHS.get(part, part)) for part in command[:-1]] + [str(server.workdir / "config" / "config.properties")]
+    local = [str(POD_PATHS.get(part, part)) for part in command[:-1]]
+    local.append(str(server.workdir / "config" / "config.properties"))
     check = subprocess.run(local, cwd=server.workdir, env=server.env, capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
     assert check.stdout == "healthy: 2/2 workers READY, the known 7 answered right\n"
