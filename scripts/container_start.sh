@@ -11,7 +11,7 @@ for file in model_store/mnist.mar config/config.properties config/log4j2.xml; do
 done
 export TS_INFERENCE_ADDRESS="http://0.0.0.0:${INFERENCE_PORT:-8080}"
 export TS_METRICS_ADDRESS="http://0.0.0.0:${METRICS_PORT:-8082}"
-export TMPDIR=${TMPDIR:-/tmp} TEMP=${TMPDIR:-/tmp}/mnist-torchserve
+export TMPDIR=${TMPDIR:-/tmp} TEMP=${TMPDIR:-/tmp}/mnist-torchserve-$(id -u)
 mkdir -p -m 0700 "$TEMP"
 
 # `torchserve --foreground` is a Python launcher waiting on the Java frontend. Exec'd as the

@@ -37,18 +37,19 @@ def metrics_target() -> str:
     return f"{'127.0.0.1' if parts.hostname == '0.0.0.0' else parts.hostname}:{parts.port}"
 
 
-def stop() -> None:
-    """Stop the Prometheus whose pid is in PID_FILE, if it is still that Prometheus."""
+def stop() -> int | None:
+    """Stop the Prometheus whose pid is in PID_FILE, if it is still that Prometheus; its pid."""
     try:
         process = psutil.Process(int(PID_FILE.read_text()))
         if f"--config.file={WORKDIR / 'prometheus.yml'}" not in process.cmdline():
-            raise psutil.NoSuchProcess(process.pid)   # the pid was reused
+            return None   # the pid was reused
         process.terminate()
         process.wait(timeout=30)
-        print(f"[monitor] stopped Prometheus (pid {process.pid})")
+        return process.pid
     except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
-        print("[monitor] no Prometheus started by `make monitor` is running")
-    PID_FILE.unlink(missing_ok=True)
+        return None
+    finally:
+        PID_FILE.unlink(missing_ok=True)
 
 
 def start() -> int:
@@ -80,6 +81,8 @@ def start() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["stop"]:
-        stop()
+        stopped = stop()
+        print(f"[monitor] stopped Prometheus (pid {stopped})" if stopped else
+              "[monitor] no Prometheus started by `make monitor` is running")
         sys.exit(0)
     sys.exit(start())

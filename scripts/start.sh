@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 [ -f model_store/mnist.mar ] || { echo "[start] model_store/mnist.mar is missing: run 'make archive'" >&2; exit 1; }
 scripts/stop.sh
 
-export TMPDIR=${TMPDIR:-/tmp} TEMP=${TMPDIR:-/tmp}/mnist-torchserve
+export TMPDIR=${TMPDIR:-/tmp} TEMP=${TMPDIR:-/tmp}/mnist-torchserve-$(id -u)
 mkdir -p -m 0700 "$TEMP"
 started_ms=$(date +%s%3N)
 mkdir -p logs   # the server inherits these streams: never leave it holding the caller's pipe

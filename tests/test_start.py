@@ -11,7 +11,7 @@
   with their own.)
 The container's layout is started by tests/test_container.py.
 """
-import re
+import os
 import shutil
 import subprocess
 import time
@@ -89,7 +89,7 @@ def made(tmp_path_factory) -> Server:
     started = subprocess.run([root / "scripts" / "start.sh"], cwd=root, env=env, capture_output=True, text=True,
                              timeout=180)
     assert started.returncode == 0, started.stdout + started.stderr
-    assert re.search(rf"worker sockets in {root}/tmp/mnist-torchserve\b", started.stdout), started.stdout
+    assert f"worker sockets in {root}/tmp/mnist-torchserve-{os.getuid()}" in started.stdout, started.stdout
     server = Server.on_ports(root, ports, env)
     yield server
     stopped = subprocess.run([root / "scripts" / "stop.sh"], cwd=root, env=env, capture_output=True, text=True)
@@ -115,7 +115,7 @@ def test_each_server_has_its_own_worker_sockets_and_a_second_one_leaves_the_firs
     assert [a["digit"] for a in answers] == labels[100:120].tolist()
     first_workers = sorted(p.pid for p in made.processes()[1])
     first_sockets = made.worker_sockets()
-    assert {path.parent for path in first_sockets} == {made.workdir / "tmp" / "mnist-torchserve"}
+    assert {path.parent for path in first_sockets} == {made.workdir / "tmp" / f"mnist-torchserve-{os.getuid()}"}
     first_inodes = [path.stat().st_ino for path in first_sockets]
 
     second = start_server(serving_directory(), START)
