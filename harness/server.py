@@ -6,6 +6,7 @@ tmp/ folder as TMPDIR (TorchServe's pid file) and TEMP (its worker sockets, .ts.
 and extracted models). Without its own TEMP every server on the machine would put its sockets
 in /tmp under the same names and take over another server's.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -95,10 +96,14 @@ class Server:
                              timeout=30, **kwargs)
 
     def processes(self) -> tuple[psutil.Process, list[psutil.Process]]:
-        """The Java frontend (its pid file is in this server's TMPDIR) and its Python workers."""
+        """The Java frontend (its pid file is in this server's TMPDIR) and its live Python workers."""
         pid_file = Path(self.env.get("TMPDIR", tempfile.gettempdir())) / ".model_server.pid"
         frontend = psutil.Process(int(pid_file.read_text()))
-        workers = [p for p in frontend.children() if "model_service_worker" in " ".join(p.cmdline())]
+        workers = []
+        for child in frontend.children():
+            with contextlib.suppress(psutil.NoSuchProcess):   # a worker that just died: gone, or a zombie
+                if "model_service_worker" in " ".join(child.cmdline()):
+                    workers.append(child)
         return frontend, workers
 
     def worker_sockets(self) -> list[Path]:

@@ -284,9 +284,8 @@ def ping(server: Server) -> str | None:
 
 
 def test_health_is_the_model_answering_not_ping(tmp_path):
-    """The HEALTHCHECK fails during start-up while /ping already says Healthy, passes once the
-    workers are READY, fails while every worker is dead and while the READY workers hang, and
-    passes again when they are back."""
+    """The HEALTHCHECK fails during start-up and while every worker is dead, when /ping says
+    Healthy, and while the READY workers hang; it passes once they are READY and answering."""
     container = launch_container(tmp_path)
     server = container.server
     try:
@@ -304,6 +303,7 @@ def test_health_is_the_model_answering_not_ping(tmp_path):
             until(lambda: "READY" not in workers_described(server))
             check = healthcheck(container)
             assert check.returncode == 1 and "not READY" in check.stderr, check.stdout + check.stderr
+            assert ping(server) == "Healthy"
         wait_ready(container)
         assert healthcheck(container).returncode == 0
 

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import time
 
-import psutil
 import pytest
 import requests
 
@@ -96,18 +95,6 @@ def made(tmp_path_factory) -> Server:
     assert "TorchServe has stopped" in stopped.stdout
 
 
-def live_pids(processes: list[psutil.Process]) -> list[int]:
-    """The pids of those processes that are alive (a killed worker is a zombie until reaped)."""
-    alive = []
-    for process in processes:
-        try:
-            if process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(process.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
 def test_each_server_has_its_own_worker_sockets_and_a_second_one_leaves_the_first_alone(made, test_set):
     images, labels = test_set
     digits = [mnist_png(image) for image in images[100:120]]
@@ -124,7 +111,7 @@ def test_each_server_has_its_own_worker_sockets_and_a_second_one_leaves_the_firs
         victim = second.processes()[1][0]
         victim.kill()
         deadline = time.monotonic() + 60
-        while victim.pid in (pids := live_pids(second.processes()[1])) or len(pids) < 2:
+        while victim.pid in (pids := [p.pid for p in second.processes()[1]]) or len(pids) < 2:
             assert time.monotonic() < deadline, "the second server did not replace its killed worker"
             time.sleep(0.2)
         wait_ready(second)
