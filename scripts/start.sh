@@ -19,6 +19,6 @@ started_ms=$(date +%s%3N)
 mkdir -p logs   # the server inherits these streams: never leave it holding the caller's pipe
 torchserve --start --ncs --ts-config config/config.properties --log-config config/log4j2.xml \
   >logs/torchserve_console.log 2>&1
-scripts/wait_ready.sh "${READY_TIMEOUT:-60}"
+scripts/wait_ready.sh "${READY_TIMEOUT:-120}"
 echo "[start] TorchServe up, model READY and answering $(( $(date +%s%3N) - started_ms )) ms after start" \
   "(logs in logs/, key in key_file.json, worker sockets in $TEMP)"
