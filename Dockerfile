@@ -47,13 +47,15 @@ RUN --mount=type=bind,from=requirements,source=/stage/serving-requirements.txt,t
 # Root-owned and read-only to the server; it writes only logs/ and key_file.json here.
 WORKDIR /home/model-server
 COPY --from=model /stage/mnist.mar model_store/
-COPY config/config.properties config/metrics.yaml config/log4j2.xml config/
+COPY config/config.properties config/log4j2.xml config/
 COPY --chmod=0755 scripts/container_start.sh scripts/healthcheck.py /usr/local/bin/
 # model-server, by number, so that a runtime can verify it is not root.
 USER 1000
 
 # Inference and metrics only: management and gRPC listen on the container's loopback.
 EXPOSE 8080 8082
+# Healthy only while a worker is READY and the model answers a known digit right (TorchServe's
+# /ping says Healthy before the model can answer and after every worker died).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
   CMD ["/usr/local/bin/healthcheck.py"]
 ENTRYPOINT ["/usr/local/bin/container_start.sh"]

@@ -9,7 +9,7 @@ METRICS := artifacts/metrics.json
 MAR := model_store/mnist.mar
 SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh
 
-.PHONY: setup data train evaluate explain archive serve stop smoke test bench image soak fuzz bench-sweep
+.PHONY: setup data train evaluate explain archive serve stop smoke test bench image soak fuzz bench-sweep monitor
 
 setup: .venv/.installed                       ## .venv with the pinned requirements, Java 17
 .venv/.installed: requirements.txt scripts/setup.sh
@@ -42,9 +42,14 @@ serve: archive                                ## the main job: start TorchServe,
 smoke: setup
 	scripts/smoke.sh
 
-stop: setup                                   ## stop the server `make serve` started (and `make demo`'s nginx)
+stop: setup                                   ## stop the server `make serve` started, `make demo`'s nginx and `make monitor`'s Prometheus
 	scripts/stop.sh
 	python deploy/nginx/proxy.py stop
+	python -m scripts.monitor stop
+
+# Monitoring (deploy/prometheus/): Prometheus from Debian's package, installed by `make setup`.
+monitor: setup                                ## Prometheus beside `make serve`'s server: prints its URL and a live query
+	python -m scripts.monitor
 
 test: archive                                 ## unit and integration tests (a real TorchServe)
 	python -m pytest -q tests

@@ -54,7 +54,8 @@ def _field(value: bytes) -> bytes:
 class Worker:
     """The archive's handler, loaded and driven by TorchServe's own worker code (see module doc)."""
 
-    def __init__(self, archive: Path, workdir: Path, metrics_config: Path, gpu_id: int | None = None):
+    def __init__(self, archive: Path, workdir: Path, gpu_id: int | None = None):
+        import ts
         from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
         from ts.model_loader import TsModelLoader
 
@@ -62,7 +63,8 @@ class Worker:
             mar.extractall(workdir)
         manifest = json.loads((workdir / "MAR-INF" / "MANIFEST.json").read_text())
         settings = yaml.safe_load((workdir / manifest["model"]["configFile"]).read_text())
-        metrics = MetricsCacheYamlImpl(config_file_path=str(metrics_config))
+        # What a server's workers read when no metrics_config is set: our handler declares its own metrics.
+        metrics = MetricsCacheYamlImpl(config_file_path=str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
         metrics.initialize_cache()
         sys.path.insert(0, str(workdir))   # as a worker started in the model directory
         self.service = TsModelLoader().load("mnist", str(workdir), manifest["model"]["handler"], gpu_id=gpu_id,

@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from model.preprocess import decode_image, normalize_digit, to_model_input
-from tests.conftest import REPO, START, WEIGHTS, Server, serving_directory, start_server, stop_server
+from harness.server import REPO, START, WEIGHTS, Server, serving_directory, start_server, stop_server
 from training.evaluate import load_model
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))

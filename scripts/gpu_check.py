@@ -641,10 +641,9 @@ def run(args, tmp: Path, report: dict) -> None:
     log(f"dependencies: {report['dependencies']}")
     report["environment"] = environment(args.bundle)
     archive = args.bundle / "mnist.mar"
-    metrics = REPO / "config" / "metrics.yaml"
-    workers = {"cpu": Worker(archive, tmp / "cpu", metrics)}
+    workers = {"cpu": Worker(archive, tmp / "cpu")}
     if torch.cuda.is_available():
-        workers["cuda"] = Worker(archive, tmp / "cuda", metrics, gpu_id=0)
+        workers["cuda"] = Worker(archive, tmp / "cuda", gpu_id=0)
         if workers["cuda"].handler.device.type != "cuda":
             raise AssertionError(f"the GPU worker's handler runs on {workers['cuda'].handler.device}")
     else:

@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# Create .venv with the pinned requirements and make sure Java 17 (TorchServe's frontend) is here.
+# Create .venv with the pinned requirements and install the system packages the project runs on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 java_major() { java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]; exit}'; }
-if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
-  echo "[setup] installing Java 17 (openjdk-17-jre-headless) for TorchServe"
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq openjdk-17-jre-headless >/dev/null
-fi
 
-# The draw-a-digit page: nginx in front of TorchServe (`make demo`), and Chromium for its
-# browser tests (tests/test_web.py), both from Debian.
-web_packages=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || web_packages+=(nginx-light)
-[ -x /usr/bin/chromium ] || web_packages+=(chromium)
-if [ ${#web_packages[@]} -gt 0 ]; then
-  echo "[setup] installing ${web_packages[*]} for the web page"
+# System packages from Debian: Java 17 (TorchServe's frontend); nginx in front of TorchServe
+# (`make demo`) and Chromium for the page's browser tests (tests/test_web.py); Prometheus and
+# promtool (deploy/prometheus/: `make monitor`, and `make test` checks the rules and scrapes a
+# real server with it).
+packages=()
+if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then packages+=(openjdk-17-jre-headless); fi
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+lean=()   # installed without their recommendations (Prometheus recommends its node exporter)
+{ command -v prometheus && command -v promtool; } >/dev/null || lean+=(prometheus)
+if [ $(( ${#packages[@]} + ${#lean[@]} )) -gt 0 ]; then
+  echo "[setup] installing ${packages[*]} ${lean[*]} (Debian packages)"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${web_packages[@]}" >/dev/null
+  [ ${#packages[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${packages[@]}" >/dev/null
+  [ ${#lean[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
+  # Where systemd runs, the package starts a system Prometheus on :9090, the port `make monitor` uses.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    $sudo_cmd systemctl disable --now prometheus
+  fi
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

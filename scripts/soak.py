@@ -38,7 +38,7 @@ import psutil
 import requests
 import yaml
 
-from tests.conftest import REPO, START, Server, serving_directory, start_server, stop_server
+from harness.server import ARCHIVE, REPO, START, Server, serving_directory, start_server, stop_server
 from harness.worker import Request, Worker
 from tests.fuzzing import hostile_requests, sample
 from training.data import ensure_mnist, load_raw
@@ -315,7 +315,7 @@ def markdown(report: dict) -> str:
 def main() -> int:
     images = load_raw(ensure_mnist(REPO / "data"), train=False)[0].numpy()[:300]
     with tempfile.TemporaryDirectory() as tmp:
-        worker = Worker(REPO / "model_store" / "mnist.mar", Path(tmp), REPO / "config" / "metrics.yaml")
+        worker = Worker(ARCHIVE, Path(tmp))
         load = mixed_targets(worker, digit_targets(worker, images), hostile=300)
     workdir = serving_directory()
     server = start_server(workdir, START)

@@ -1,21 +1,16 @@
 #!/usr/bin/env bash
-# Wait (at most $1 seconds) until the management API reports every mnist worker READY.
-# MANAGEMENT_URL and KEY_FILE (absolute) point it at another server than `make serve`'s.
+# Wait (at most $1 seconds, 60 by default) until every mnist worker is READY and the model
+# answers a known digit right (scripts/healthcheck.py --all-workers). Run it in the folder
+# TorchServe was started from; further arguments go to the health check (the config path).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export KEY_FILE=${KEY_FILE:-$PWD/key_file.json}
-management=${MANAGEMENT_URL:-http://127.0.0.1:8081}
-all_ready='import json, sys
-workers = json.load(sys.stdin)[0]["workers"]
-sys.exit(0 if workers and all(w["status"] == "READY" for w in workers) else 1)'
-deadline=$(( $(date +%s) + ${1:-60} ))
-while [ "$(date +%s)" -lt "$deadline" ]; do
-  if [ -f "$KEY_FILE" ] &&
-     curl -sf -m 2 -H "Authorization: Bearer $(scripts/token.sh management)" "$management/models/mnist" 2>/dev/null |
-       python3 -c "$all_ready" 2>/dev/null; then
-    exit 0
+seconds=${1:-60}
+shift || true
+healthcheck="$(dirname "$0")/healthcheck.py"
+deadline=$(( $(date +%s) + seconds ))
+until why=$(python3 "$healthcheck" --all-workers "$@" 2>&1); do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "[wait] the model did not become READY within ${seconds}s ($why); see logs/ in $PWD" >&2
+    exit 1
   fi
   sleep 0.2
 done
-echo "[wait] the model did not become READY within ${1:-60}s; see the logs/ folder beside $KEY_FILE" >&2
-exit 1

@@ -5,6 +5,7 @@ they run. Its entrypoint, scripts/container_start.sh, is then run directly from 
 directory laid out like the image's /home/model-server, and driven as `docker run` and
 `docker stop` would: HTTP on its ports, then SIGTERM to the main process.
 """
+import contextlib
 import fnmatch
 import os
 import re
@@ -13,20 +14,22 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
-from tests.conftest import ARCHIVE, REPO, Server, free_ports, write_server_config
+from harness.server import ARCHIVE, PORTS, REPO, Server, free_ports, write_server_config
 from training.user_styles import mnist_png
 
 DOCKERFILE = REPO / "Dockerfile"
 BIN = Path(sys.executable).parent   # the venv whose versions the tests run
-CONFIG_FILES = ["config/config.properties", "config/metrics.yaml", "config/log4j2.xml"]   # what the image copies
+CONFIG_FILES = ["config/config.properties", "config/log4j2.xml"]   # what the image copies
 SERVING_PACKAGES = ["torch", "torchvision", "torchserve", "torch-model-archiver", "pyyaml", "numpy", "pillow",
                     "captum", "matplotlib", "tqdm"]
 
@@ -128,14 +131,13 @@ class Container:
     ports: dict
 
 
-@pytest.fixture(scope="module")
-def container(tmp_path_factory) -> Container:
-    workdir = tmp_path_factory.mktemp("model-server")
+def launch_container(workdir: Path) -> Container:
+    """container_start.sh started in `workdir`, laid out like the image's /home/model-server
+    (ports moved to free ones), without waiting for the model."""
     for path in [ARCHIVE.relative_to(REPO), *CONFIG_FILES]:
         (workdir / path).parent.mkdir(exist_ok=True)
         shutil.copy(REPO / path, workdir / path)
-    names = ["inference", "management", "metrics", "grpc_inference", "grpc_management"]
-    ports = dict(zip(names, free_ports(len(names))))
+    ports = dict(zip(PORTS, free_ports(len(PORTS))))
     write_server_config(workdir / "config" / "config.properties", ports)
     (workdir / "tmp").mkdir()
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
@@ -144,16 +146,25 @@ def container(tmp_path_factory) -> Container:
     with open(workdir / "stdout.log", "w") as log:   # a new session: its own process group
         process = subprocess.Popen([REPO / "scripts" / "container_start.sh"], cwd=workdir, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(workdir, f"http://127.0.0.1:{ports['inference']}", f"http://127.0.0.1:{ports['management']}",
-                    f"http://127.0.0.1:{ports['metrics']}", env)
-    ready = subprocess.run([REPO / "scripts" / "wait_ready.sh", "90"], env={
-        **env, "KEY_FILE": str(workdir / "key_file.json"), "MANAGEMENT_URL": server.management})
+    return Container(Server.on_ports(workdir, ports, env), process, ports)
+
+
+def wait_ready(container: Container) -> None:
+    """Every worker READY and the known digit answered, as scripts/wait_ready.sh checks it."""
+    ready = subprocess.run([REPO / "scripts" / "wait_ready.sh", "90"], cwd=container.server.workdir,
+                           env=container.server.env)
     if ready.returncode != 0:
-        kill_group(process)
+        kill_group(container.process)
         pytest.fail("container_start.sh did not get the model READY:\n"
-                    + (workdir / "stdout.log").read_text(errors="replace")[-3000:])
-    yield Container(server, process, ports)
-    kill_group(process)   # whatever test_sigterm_stops_everything left running
+                    + (container.server.workdir / "stdout.log").read_text(errors="replace")[-3000:])
+
+
+@pytest.fixture(scope="module")
+def container(tmp_path_factory) -> Container:
+    running = launch_container(tmp_path_factory.mktemp("model-server"))
+    wait_ready(running)
+    yield running
+    kill_group(running.process)   # whatever test_sigterm_stops_everything left running
 
 
 def kill_group(process: subprocess.Popen) -> None:
@@ -204,11 +215,11 @@ def healthcheck(container, **env) -> subprocess.CompletedProcess:
 def test_healthcheck_passes_against_the_server(container):
     check = healthcheck(container)
     assert check.returncode == 0, check.stderr
-    assert "Healthy" in check.stdout
+    assert check.stdout == "healthy: 2/2 workers READY, the known 7 answered right\n"
 
 
 def test_healthcheck_fails_with_a_wrong_key(container, tmp_path):
-    (tmp_path / "key_file.json").write_text('{"inference": {"key": "wrong-key"}}')
+    (tmp_path / "key_file.json").write_text('{"inference": {"key": "wrong"}, "management": {"key": "wrong"}}')
     check = healthcheck(container, KEY_FILE=str(tmp_path / "key_file.json"))
     assert check.returncode == 1 and "400" in check.stderr
 
@@ -216,6 +227,97 @@ def test_healthcheck_fails_with_a_wrong_key(container, tmp_path):
 def test_healthcheck_fails_when_nothing_listens(container):
     check = healthcheck(container, INFERENCE_PORT=str(free_ports(1)[0]))
     assert check.returncode == 1 and "refused" in check.stderr
+
+
+class SignalWorkers(threading.Thread):
+    """Sends `signum` to each worker of `server` as soon as it appears (every 20 ms) until the
+    `with` block ends: SIGSTOP keeps workers from ever loading, SIGKILL leaves the model none."""
+
+    def __init__(self, server: Server, signum: int):
+        super().__init__(daemon=True)
+        self.server, self.signum, self.signalled, self.halt = server, signum, set(), threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                workers = self.server.processes()[1]
+            except (FileNotFoundError, ValueError, psutil.NoSuchProcess):   # the frontend is not up yet
+                workers = []
+            for worker in workers:
+                if worker.pid not in self.signalled:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        worker.send_signal(self.signum)
+                    self.signalled.add(worker.pid)
+            self.halt.wait(0.02)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.halt.set()
+        self.join()
+
+
+def until(condition, timeout_s: float = 90):
+    deadline = time.monotonic() + timeout_s
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"{condition.__doc__} never came within {timeout_s} s"
+        time.sleep(0.2)
+    return found
+
+
+def workers_described(server: Server) -> list[str]:
+    """The workers' statuses the management API gives."""
+    response = requests.get(f"{server.management}/models/mnist", timeout=5,
+                            headers={"Authorization": f"Bearer {server.key('management')}"})
+    return [worker["status"] for worker in response.json()[0]["workers"]]
+
+
+def ping(server: Server) -> str | None:
+    """What /ping answers, None while nothing listens."""
+    try:
+        return requests.get(f"{server.inference}/ping", headers={"Authorization": f"Bearer {server.key()}"},
+                            timeout=5).json()["status"]
+    except (requests.ConnectionError, FileNotFoundError, ValueError):
+        return None
+
+
+def test_health_is_the_model_answering_not_ping(tmp_path):
+    """The HEALTHCHECK fails during start-up and while every worker is dead, when /ping says
+    Healthy, and while the READY workers hang; it passes once they are READY and answering."""
+    container = launch_container(tmp_path)
+    server = container.server
+    try:
+        with SignalWorkers(server, signal.SIGSTOP) as frozen:   # a model that takes long to load
+            until(lambda: ping(server) == "Healthy")
+            check = healthcheck(container)
+            assert check.returncode == 1 and "not READY" in check.stderr, check.stdout + check.stderr
+        for pid in frozen.signalled:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        wait_ready(container)
+        assert healthcheck(container).returncode == 0
+
+        with SignalWorkers(server, signal.SIGKILL):             # every worker dies, again and again
+            until(lambda: "READY" not in workers_described(server))
+            check = healthcheck(container)
+            assert check.returncode == 1 and "not READY" in check.stderr, check.stdout + check.stderr
+            assert ping(server) == "Healthy"
+        wait_ready(container)
+        assert healthcheck(container).returncode == 0
+
+        hung = server.processes()[1]                             # READY, but answering nothing
+        for worker in hung:
+            worker.suspend()
+        assert workers_described(server) == ["READY", "READY"]
+        check = healthcheck(container)
+        assert check.returncode == 1 and "timed out" in check.stderr, check.stdout + check.stderr
+        for worker in hung:
+            worker.resume()
+        until(lambda: healthcheck(container).returncode == 0)
+    finally:
+        kill_group(container.process)
 
 
 def group_alive(pgid: int) -> bool:

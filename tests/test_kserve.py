@@ -3,6 +3,7 @@ service envelope and the settings of deploy/kserve/config/config.properties; the
 structure, since no Kubernetes cluster is at hand."""
 import base64
 import json
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -20,7 +21,7 @@ DEPLOY = REPO / "deploy" / "kserve"
 # What the test machine must place differently from the pod: ports, paths, and the token, which
 # stays on so the tests' helpers work as everywhere else.
 LOCAL_SETTINGS = {"inference_address", "management_address", "metrics_address", "grpc_inference_port",
-                  "grpc_management_port", "model_store", "metrics_config", "disable_token_authorization"}
+                  "grpc_management_port", "model_store", "disable_token_authorization"}
 ROUTES = {"kserve": ("v1/models/mnist:predict", "v1/models/mnist:explain"),
           "kservev2": ("v2/models/mnist/infer", "v2/models/mnist/explain")}
 DIGITS = 24
@@ -189,8 +190,25 @@ def test_manifest_is_an_inference_service_for_the_torchserve_runtime():
 def test_config_has_the_layout_kserve_expects():
     settings = deploy_settings()
     assert settings["model_store"] == "/mnt/models/model-store"
-    assert settings["metrics_config"] == "/mnt/models/config/metrics.yaml"
+    assert "metrics_config" not in settings and settings["model_metrics_auto_detect"] == "true"   # handler's metrics
     assert settings["enable_envvars_config"] == "true"        # KServe sets TS_SERVICE_ENVELOPE
     assert "service_envelope" not in settings
     snapshot = json.loads(settings["model_snapshot"])["models"]["mnist"]["1.0"]
     assert snapshot["marName"] == "mnist.mar" and snapshot["batchSize"] == 1
+
+
+POD_PATHS = {"/mnt/models/config/healthcheck.py": REPO / "scripts" / "healthcheck.py"}   # the layout README builds
+
+
+def test_probes_check_that_the_model_answers_in_its_envelope(kserve):
+    """Readiness and liveness run scripts/healthcheck.py (its copy in the storage layout) on the
+    pod's config: here on this server's config, whose service_envelope it must speak."""
+    envelope, server = kserve
+    model = yaml.safe_load((DEPLOY / "inferenceservice.yaml").read_text())["spec"]["predictor"]["model"]
+    [command] = {tuple(model[probe]["exec"]["command"]) for probe in ("readinessProbe", "livenessProbe")}
+    assert command[-1] == "/mnt/models/config/config.properties"
+    local = [str(POD_PATHS.get(part, part)) for part in command[:-1]]
+    local.append(str(server.workdir / "config" / "config.properties"))
+    check = subprocess.run(local, cwd=server.workdir, env=server.env, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout == "healthy: 2/2 workers READY, the known 7 answered right\n"

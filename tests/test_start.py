@@ -1,0 +1,127 @@
+"""Starting the server as its users do, from any folder, beside other servers.
+
+- By hand: `torchserve --start` run from an unrelated folder with the repository's
+  config/config.properties as it is (ports moved with TorchServe's own TS_* variables) serves,
+  exports our metrics and writes its logs there; the mistakes that remain possible (no model
+  store, a log config that is not there) fail at once, naming the path.
+- `make serve`'s way: scripts/start.sh in a copy of the repository's layout. Beside it, a second
+  server started as the tests start theirs: each has its own worker-socket folder, and kill -9
+  of one of the second server's workers leaves the first's sockets, worker PIDs and answers as
+  they were. (With both in /tmp, the second server's workers replace the first's socket files
+  with their own.)
+The container's layout is started by tests/test_container.py.
+"""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+
+from harness.server import (ARCHIVE, PORTS, REPO, START, Server, free_ports, own_temp_env, port_variables,
+                            serving_directory, start_server, stop_server, wait_ready)
+from training.user_styles import mnist_png
+
+CONFIG = REPO / "config" / "config.properties"
+BY_HAND = ["torchserve", "--start", "--ncs", "--ts-config", str(CONFIG), "--model-store", "store",
+           "--models", "mnist=mnist.mar"]
+REPOSITORY_LAYOUT = ["scripts/start.sh", "scripts/stop.sh", "scripts/wait_ready.sh", "scripts/healthcheck.py",
+                     "config/config.properties", "config/log4j2.xml", "model_store/mnist.mar"]
+
+
+@pytest.fixture(scope="module")
+def by_hand(tmp_path_factory) -> Server:
+    """TorchServe started by hand in a folder that holds only the archive, in store/."""
+    folder = tmp_path_factory.mktemp("elsewhere")
+    (folder / "store").mkdir()
+    shutil.copy(ARCHIVE, folder / "store" / "mnist.mar")
+    ports = dict(zip(PORTS, free_ports(len(PORTS))))
+    env = own_temp_env(folder / "tmp", port_variables(ports))
+    subprocess.run(BY_HAND, cwd=folder, env=env, check=True, stdout=subprocess.DEVNULL)
+    server = Server.on_ports(folder, ports, env)
+    wait_ready(server, config=CONFIG)
+    yield server
+    stop_server(server)
+
+
+def test_started_by_hand_from_an_unrelated_folder_it_serves_and_logs(by_hand, test_set):
+    images, labels = test_set
+    answers = [by_hand.predict(mnist_png(image)).json()["digit"] for image in images[:20]]
+    assert answers == labels[:20].tolist()
+    assert sorted(path.name for path in by_hand.workdir.iterdir()) == ["key_file.json", "logs", "store", "tmp"]
+    assert "Model mnist loaded." in by_hand.log("ts_log.log")
+    assert by_hand.log("access_log.log").count("/predictions/mnist") >= 20
+    metrics = requests.get(f"{by_hand.metrics}/metrics", timeout=10).text
+    for declared_by_the_handler in ("# TYPE DigitPredictions counter", "# TYPE DigitPreprocessMs counter",
+                                    "# TYPE DigitLatencyDeciseconds histogram"):
+        assert declared_by_the_handler in metrics
+
+
+@pytest.mark.parametrize("mistake,arguments,message", [
+    ("no model store here", ["--ts-config", str(CONFIG)], "--model-store directory not found: model_store"),
+    ("the log config named from the wrong folder", ["--ts-config", str(CONFIG), "--model-store", "store",
+                                                    "--log-config", "config/log4j2.xml"],
+     "--log-config file not found: {folder}/config/log4j2.xml"),
+])
+def test_a_start_that_cannot_work_fails_at_once_naming_the_path(tmp_path, mistake, arguments, message):
+    (tmp_path / "store").mkdir()
+    env = own_temp_env(tmp_path / "tmp")
+    started = subprocess.run(["torchserve", "--start", "--ncs", *arguments], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 1, mistake
+    assert message.format(folder=tmp_path) in started.stdout
+    assert not (tmp_path / "tmp" / ".model_server.pid").exists()   # no server was left behind
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Server:
+    """scripts/start.sh, as `make serve` runs it, in a copy of the repository's layout (its own
+    TMPDIR, as if on its own machine; its ports moved with TorchServe's TS_* variables)."""
+    root = tmp_path_factory.mktemp("repository")
+    for path in REPOSITORY_LAYOUT:
+        (root / path).parent.mkdir(exist_ok=True)
+        shutil.copy2(REPO / path, root / path)
+    ports = dict(zip(PORTS, free_ports(len(PORTS))))
+    env = own_temp_env(root / "tmp", port_variables(ports))
+    del env["TEMP"]   # start.sh chooses the folder itself
+    started = subprocess.run([root / "scripts" / "start.sh"], cwd=root, env=env, capture_output=True, text=True,
+                             timeout=180)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert f"worker sockets in {root}/tmp/mnist-torchserve-{os.getuid()}" in started.stdout, started.stdout
+    server = Server.on_ports(root, ports, env)
+    yield server
+    stopped = subprocess.run([root / "scripts" / "stop.sh"], cwd=root, env=env, capture_output=True, text=True)
+    assert "TorchServe has stopped" in stopped.stdout
+
+
+def test_each_server_has_its_own_worker_sockets_and_a_second_one_leaves_the_first_alone(made, test_set):
+    images, labels = test_set
+    digits = [mnist_png(image) for image in images[100:120]]
+    answers = [made.predict(png).json() for png in digits]
+    assert [a["digit"] for a in answers] == labels[100:120].tolist()
+    first_workers = sorted(p.pid for p in made.processes()[1])
+    first_sockets = made.worker_sockets()
+    assert {path.parent for path in first_sockets} == {made.workdir / "tmp" / f"mnist-torchserve-{os.getuid()}"}
+    first_inodes = [path.stat().st_ino for path in first_sockets]
+
+    second = start_server(serving_directory(), START)
+    try:
+        assert {path.parent for path in second.worker_sockets()} == {second.workdir / "tmp"}
+        victim = second.processes()[1][0]
+        victim.kill()
+        deadline = time.monotonic() + 60
+        while victim.pid in (pids := [p.pid for p in second.processes()[1]]) or len(pids) < 2:
+            assert time.monotonic() < deadline, "the second server did not replace its killed worker"
+            time.sleep(0.2)
+        wait_ready(second)
+        assert second.predict(digits[0]).json() == answers[0]
+    finally:
+        stop_server(second)
+        shutil.rmtree(second.workdir, ignore_errors=True)
+
+    assert sorted(p.pid for p in made.processes()[1]) == first_workers
+    # a worker deletes the file at its socket path and binds a new one there: the same names in
+    # one folder would leave the first server's paths pointing at the second's workers
+    assert [path.stat().st_ino for path in first_sockets] == first_inodes, "the second server took the sockets"
+    assert [made.predict(png).json() for png in digits] == answers
