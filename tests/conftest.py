@@ -3,7 +3,7 @@
 The server is started once per test run by harness/server.py: from a fresh temporary directory
 holding only the built `model_store/mnist.mar` and our serving config (ports moved to free
 ones), with its own TMPDIR and TEMP and no PYTHONPATH: it proves the archive runs without the
-repository. Tests that start servers of their own import them from here too.
+repository. Tests that start servers of their own use harness/server.py directly.
 """
 import json
 import shutil

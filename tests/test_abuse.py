@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
+from harness.server import START, serving_directory, start_server, stop_server
 from harness.worker import Request
 from scripts import soak
 from training.user_styles import mnist_png
-from tests.conftest import START, serving_directory, start_server, stop_server
 
 DIGITS = 300
 HOSTILE = 300

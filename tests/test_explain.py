@@ -13,8 +13,8 @@ import yaml
 
 from harness.explanations import incompleteness
 from harness.explanations import logit_gap as harness_logit_gap
+from harness.server import REPO, START, serving_directory, start_server, stop_server
 from model.preprocess import decode_image, normalize_digit
-from tests.conftest import REPO, START, serving_directory, start_server, stop_server
 from training.user_styles import large_off_centre, mnist_png, photo_jpeg
 
 MAX_PER_BATCH = 4   # config/model-config.yaml, handler.explain_max_per_batch

@@ -13,8 +13,8 @@ import torch
 import yaml
 from PIL import Image
 
+from harness.server import REPO, START, serving_directory, start_server, stop_server
 from model.preprocess import normalize_digit, to_model_input
-from tests.conftest import REPO, START, serving_directory, start_server, stop_server
 from training.user_styles import mnist_png
 
 DEPLOY = REPO / "deploy" / "kserve"

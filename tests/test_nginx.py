@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import REPO, free_ports
+from harness.server import REPO, free_ports
 from tests.proxy import PROXY, start_proxy, stop_proxy
 from training.user_styles import mnist_png
 

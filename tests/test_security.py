@@ -14,8 +14,8 @@ import psutil
 import pytest
 import requests
 
+from harness.server import START, serving_directory, start_server, stop_server
 from scripts.soak import RESPONSE_TIMEOUT
-from tests.conftest import START, serving_directory, start_server, stop_server
 from tests.fuzzing import zlib_bomb
 
 HOST, GUEST = "169.254.213.1", "169.254.213.2"   # a link-local /30 between this host and the namespace

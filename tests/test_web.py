@@ -13,7 +13,7 @@ import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import free_ports
+from harness.server import free_ports
 from tests.proxy import start_proxy, stop_proxy
 from tests.strokes import strokes
 from training.user_styles import dark_on_white, photo_jpeg
