@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.server import ARCHIVE, REPO, START, WEIGHTS, Server, serving_directory, start_server, stop_server
+from harness.server import (ARCHIVE, REPO, START, WEIGHTS, Server, free_ports, serving_directory, start_server,
+                            stop_server)
 from harness.worker import Worker
 from model.preprocess import normalize_digit, to_model_input
 from tests.proxy import Proxy, start_proxy, stop_proxy
