@@ -1,6 +1,6 @@
 """Abuse of a real TorchServe over real HTTP: fuzzed requests among real digits, a short soak,
-and a worker killed with kill -9 under load. The code is scripts/soak.py's, which `make soak`
-runs for 10 minutes; the hostile inputs come from the fuzzing generators (tests/fuzzing.py)."""
+and a worker killed with kill -9 under load. The code is harness/load.py, which `make soak`
+runs for 10 minutes; the hostile inputs come from the fuzzing generators (harness/hostile.py)."""
 import gc
 import math
 import shutil
@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
+from harness import load as driver
 from harness.server import START, serving_directory, start_server, stop_server
 from harness.worker import Request
-from scripts import soak
 from training.user_styles import mnist_png
 
 DIGITS = 300
@@ -19,42 +19,42 @@ CLIENTS = 32
 
 
 @pytest.fixture(scope="module")
-def digits(worker, test_set, in_process) -> list[soak.Target]:
+def digits(worker, test_set, in_process) -> list[driver.Target]:
     """Real MNIST digits, each expecting the digit the in-process evaluation gives it."""
     images = test_set[0][:DIGITS]
-    found = soak.digit_targets(worker, images)
+    found = driver.digit_targets(worker, images)
     assert [t.answer for t in found] == [str(d) for d in in_process(images).argmax(axis=1)]
     return found
 
 
 @pytest.fixture(scope="module")
-def load(worker, digits) -> list[soak.Target]:
-    return soak.mixed_targets(worker, digits, HOSTILE)
+def load(worker, digits) -> list[driver.Target]:
+    return driver.mixed_targets(worker, digits, HOSTILE)
 
 
 def test_fuzzed_requests_among_digits_under_concurrency(server, load):
     """Every request gets exactly its in-process answer: each digit its digit, each hostile input
     its 4xx (or 200 for an image that holds a digit); no 5xx and no worker restart, by the
     clients, TorchServe's counters, its logs and the workers' PIDs."""
-    pids, deaths = [p.pid for p in server.processes()[1]], len(soak.worker_deaths(server))
-    counters = soak.frontend_counters(server)
-    tally = soak.drive(server, load, CLIENTS)
+    pids, deaths = [p.pid for p in server.processes()[1]], len(driver.worker_deaths(server))
+    counters = driver.frontend_counters(server)
+    tally = driver.drive(server, load, CLIENTS)
     assert tally.sent == len(load) == DIGITS + HOSTILE + 2
     assert dict(tally.unexpected) == {}
     assert [key for key in tally.statuses if key.endswith(("None", " 500", " 503", " 507"))] == []
-    moved = soak.frontend_counters(server) - counters
+    moved = driver.frontend_counters(server) - counters
     assert moved["Requests5XX"] == 0 and moved["Requests2XX"] + moved["Requests4XX"] == len(load)
-    assert soak.worker_deaths(server)[deaths:] == []
+    assert driver.worker_deaths(server)[deaths:] == []
     assert [p.pid for p in server.processes()[1]] == pids
 
 
 def test_short_soak(server, load):
     """20 s of the mixed load at 32 clients: the checks of `make soak` except the memory slope,
     which needs its 10 minutes (the samples are printed)."""
-    report = soak.soak(server, load, seconds=20, concurrency=CLIENTS, every=2, warmup=10)
+    report = driver.soak(server, load, seconds=20, concurrency=CLIENTS, every=2, warmup=10)
     print(report["statuses"], report["memory"])
     assert report["requests"] > len(load)
-    assert soak.failed(report, max_slope=math.inf) == []
+    assert driver.failed(report, max_slope=math.inf) == []
 
 
 def test_kill_9_of_a_worker_under_load(digits):
@@ -63,16 +63,16 @@ def test_kill_9_of_a_worker_under_load(digits):
     workdir = serving_directory()
     server = start_server(workdir, START)
     try:
-        kill = soak.kill_during_load(server, digits, concurrency=16)
+        kill = driver.kill_during_load(server, digits, concurrency=16)
     finally:
         stop_server(server)
         shutil.rmtree(workdir, ignore_errors=True)
     print({key: value for key, value in kill.items() if key not in ("statuses", "deaths_logged")})
-    assert soak.kill_failed(kill) == []
+    assert driver.kill_failed(kill) == []
     assert kill["deaths_logged"], "TorchServe's log should say the worker died (what the other tests look for)"
     failed = [what for _, what in kill["failures_s_after_kill"]]
     assert all(" got 507 " in what for what in failed), failed
-    assert len(failed) <= soak.MODEL_CONFIG["batchSize"]
+    assert len(failed) <= driver.MODEL_CONFIG["batchSize"]
     assert kill["requests"] > len(failed)
 
 

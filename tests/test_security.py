@@ -14,9 +14,9 @@ import psutil
 import pytest
 import requests
 
+from harness.hostile import zlib_bomb
+from harness.load import RESPONSE_TIMEOUT
 from harness.server import START, serving_directory, start_server, stop_server
-from scripts.soak import RESPONSE_TIMEOUT
-from tests.fuzzing import zlib_bomb
 
 HOST, GUEST = "169.254.213.1", "169.254.213.2"   # a link-local /30 between this host and the namespace
 PROBE = """import socket, sys

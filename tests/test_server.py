@@ -10,7 +10,7 @@ import pytest
 import requests
 from PIL import Image
 
-from scripts.soak import worker_deaths
+from harness.load import worker_deaths
 from training import user_styles as styles
 
 DIGITS = 500
