@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +152,22 @@ def start_server(workdir: Path, start_command: list[str], extra_env: dict | None
 def stop_server(server: Server) -> None:
     subprocess.run(["torchserve", "--stop"], cwd=server.workdir, env=server.env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90)
+
+
+@contextlib.contextmanager
+def serving(archive: Path = ARCHIVE, start_command: list[str] = START, extra_env: dict | None = None,
+            overrides: dict | None = None) -> Iterator[Server]:
+    """A READY TorchServe on `archive` in a fresh serving directory; on exit it is stopped and
+    its directory removed, whatever happened inside."""
+    workdir = serving_directory(archive)
+    try:
+        server = start_server(workdir, start_command, extra_env, overrides)
+        try:
+            yield server
+        finally:
+            stop_server(server)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def serving_directory(archive: Path = ARCHIVE) -> Path:

@@ -15,7 +15,6 @@ Writes bench/out/results.json, results.md and bench.png.
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -26,7 +25,7 @@ import torch
 import yaml
 
 from model.preprocess import decode_image, normalize_digit, to_model_input
-from harness.server import REPO, START, WEIGHTS, Server, serving_directory, start_server, stop_server
+from harness.server import REPO, WEIGHTS, Server, serving
 from training.evaluate import load_model
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -83,12 +82,10 @@ def server_cpu_seconds(server: Server) -> float:
 def drive(archive: Path, concurrencies: list[int], overrides: dict | None = None) -> dict:
     """Start a server on `archive` (config.properties `overrides` applied), time its cold start,
     and load it at each concurrency."""
-    workdir = serving_directory(archive)
     started = time.perf_counter()
-    server = start_server(workdir, START, overrides=overrides)
-    result = {"cold_start_s": round(time.perf_counter() - started, 2), "points": {}}
-    url = f"{server.inference}/predictions/mnist"
-    try:
+    with serving(archive, overrides=overrides) as server:
+        result = {"cold_start_s": round(time.perf_counter() - started, 2), "points": {}}
+        url = f"{server.inference}/predictions/mnist"
         for c in concurrencies:
             hey(url, server.key(), c, WARMUP)
             cpu = server_cpu_seconds(server)
@@ -96,9 +93,6 @@ def drive(archive: Path, concurrencies: list[int], overrides: dict | None = None
             point["server_cpu_percent"] = round(100 * (server_cpu_seconds(server) - cpu) / SECONDS)
             result["points"][c] = point
             print(f"  c={c:<4} {point}", flush=True)
-    finally:
-        stop_server(server)
-        shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 

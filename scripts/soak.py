@@ -19,13 +19,12 @@ Writes soak/out/report.json and report.md. The load driver is harness/load.py.
 """
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from harness.load import digit_targets, failed, kill_during_load, kill_failed, mixed_targets, soak
-from harness.server import ARCHIVE, REPO, START, serving_directory, start_server, stop_server
+from harness.server import ARCHIVE, REPO, serving
 from harness.worker import Worker
 from training.data import ensure_mnist, load_raw
 
@@ -57,16 +56,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         worker = Worker(ARCHIVE, Path(tmp))
         load = mixed_targets(worker, digit_targets(worker, images), hostile=300)
-    workdir = serving_directory()
-    server = start_server(workdir, START)
-    print(f"[soak] {SECONDS} s, {CONCURRENCY} clients, {len(load)} distinct requests, then kill -9 a worker",
-          flush=True)
-    try:
+    with serving() as server:
+        print(f"[soak] {SECONDS} s, {CONCURRENCY} clients, {len(load)} distinct requests, then kill -9 a worker",
+              flush=True)
         report = soak(server, load, SECONDS, CONCURRENCY, SAMPLE_SECONDS, min(WARMUP_SECONDS, SECONDS / 2))
         report["kill"] = kill_during_load(server, [t for t in load if t.request.kind == "digit"], CONCURRENCY)
-    finally:
-        stop_server(server)
-        shutil.rmtree(workdir, ignore_errors=True)
     reasons = failed(report, MAX_SLOPE) + kill_failed(report["kill"])
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "report.json").write_text(json.dumps({**report, "max_slope": MAX_SLOPE, "failed": reasons}, indent=2))

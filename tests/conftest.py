@@ -6,7 +6,6 @@ ones), with its own TMPDIR and TEMP and no PYTHONPATH: it proves the archive run
 repository. Tests that start servers of their own use harness/server.py directly.
 """
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.server import (ARCHIVE, REPO, START, WEIGHTS, Server, free_ports, serving_directory, start_server,
-                            stop_server)
+from harness.server import ARCHIVE, REPO, WEIGHTS, Server, free_ports, serving
 from harness.worker import Worker
 from model.preprocess import normalize_digit, to_model_input
 from tests.proxy import Proxy, start_proxy, stop_proxy
@@ -67,11 +65,8 @@ def worker(tmp_path_factory) -> Worker:
 def server() -> Server:
     if not ARCHIVE.exists():
         pytest.fail(f"{ARCHIVE} is missing: run `make test`, which builds it first")
-    workdir = serving_directory()
-    running = start_server(workdir, START)
-    yield running
-    stop_server(running)
-    shutil.rmtree(workdir, ignore_errors=True)
+    with serving() as running:
+        yield running
 
 
 # --- the web page: nginx in front of the session's TorchServe ---------------------------------

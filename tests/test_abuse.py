@@ -3,13 +3,12 @@ and a worker killed with kill -9 under load. The code is harness/load.py, which 
 runs for 10 minutes; the hostile inputs come from the fuzzing generators (harness/hostile.py)."""
 import gc
 import math
-import shutil
 
 import numpy as np
 import pytest
 
 from harness import load as driver
-from harness.server import START, serving_directory, start_server, stop_server
+from harness.server import serving
 from harness.worker import Request
 from training.user_styles import mnist_png
 
@@ -60,13 +59,8 @@ def test_short_soak(server, load):
 def test_kill_9_of_a_worker_under_load(digits):
     """Its own server: the killed worker is replaced, only the batch it was running fails (507),
     nothing fails once the model is READY again and no request outlives responseTimeout."""
-    workdir = serving_directory()
-    server = start_server(workdir, START)
-    try:
+    with serving() as server:
         kill = driver.kill_during_load(server, digits, concurrency=16)
-    finally:
-        stop_server(server)
-        shutil.rmtree(workdir, ignore_errors=True)
     print({key: value for key, value in kill.items() if key not in ("statuses", "deaths_logged")})
     assert driver.kill_failed(kill) == []
     assert kill["deaths_logged"], "TorchServe's log should say the worker died (what the other tests look for)"

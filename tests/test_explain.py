@@ -3,7 +3,6 @@ the model saw, checked against the trained model in-process (completeness: a map
 far its target's logit moved from the blank page's)."""
 import base64
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -13,7 +12,7 @@ import yaml
 
 from harness.explanations import incompleteness
 from harness.explanations import logit_gap as harness_logit_gap
-from harness.server import REPO, START, serving_directory, start_server, stop_server
+from harness.server import REPO, serving
 from model.preprocess import decode_image, normalize_digit
 from training.user_styles import large_off_centre, mnist_png, photo_jpeg
 
@@ -111,14 +110,11 @@ def test_bad_explanations_do_not_disturb_their_batch_peers(server, test_set, in_
 @pytest.fixture(scope="module")
 def slow_batches():
     """One worker that waits up to 1 s to fill batches of 16: concurrent requests share a batch."""
-    workdir = serving_directory()
     snapshot = {"name": "startup.cfg", "modelCount": 1, "models": {"mnist": {"1.0": {
         "defaultVersion": True, "marName": "mnist.mar", "minWorkers": 1, "maxWorkers": 1,
         "batchSize": 16, "maxBatchDelay": 1000, "responseTimeout": 10}}}}
-    running = start_server(workdir, START, overrides={"model_snapshot": json.dumps(snapshot)})
-    yield running
-    stop_server(running)
-    shutil.rmtree(workdir, ignore_errors=True)
+    with serving(overrides={"model_snapshot": json.dumps(snapshot)}) as running:
+        yield running
 
 
 def test_a_batch_explains_at_most_its_limit_and_predicts_everything(slow_batches, test_set, logit_gap):

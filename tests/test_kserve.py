@@ -13,7 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
-from harness.server import REPO, START, serving_directory, start_server, stop_server
+from harness.server import REPO, serving
 from model.preprocess import normalize_digit, to_model_input
 from training.user_styles import mnist_png
 
@@ -35,11 +35,9 @@ def deploy_settings() -> dict:
 @pytest.fixture(scope="module", params=sorted(ROUTES))
 def kserve(request):
     """(envelope, server): TorchServe with deploy/kserve's settings and this service envelope."""
-    workdir = serving_directory()
     overrides = {key: value for key, value in deploy_settings().items() if key not in LOCAL_SETTINGS}
-    running = start_server(workdir, START, overrides={**overrides, "service_envelope": request.param})
-    yield request.param, running
-    stop_server(running)
+    with serving(overrides={**overrides, "service_envelope": request.param}) as running:
+        yield request.param, running
 
 
 def png_row(envelope: str, image: np.ndarray, name: str, target: int | None = None) -> dict:

@@ -2,7 +2,6 @@
 token, registration refused, bodies over max_request_size (tests/test_server.py); the
 container opens only inference and metrics (tests/test_container.py)."""
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import requests
 
 from harness.hostile import zlib_bomb
 from harness.load import RESPONSE_TIMEOUT
-from harness.server import START, serving_directory, start_server, stop_server
+from harness.server import serving
 
 HOST, GUEST = "169.254.213.1", "169.254.213.2"   # a link-local /30 between this host and the namespace
 PROBE = """import socket, sys
@@ -110,15 +109,10 @@ def test_decompression_bomb_is_refused_before_decoding(server):
 def test_allowed_urls_refuse_remote_and_system_files_even_with_the_model_api_on():
     """Were enable_model_api ever turned on, allowed_urls still refuses archives from the
     network (CVE-2023-43654) and arbitrary files."""
-    workdir = serving_directory()
-    server = start_server(workdir, START, {"TS_ENABLE_MODEL_API": "true"})
-    try:
+    with serving(extra_env={"TS_ENABLE_MODEL_API": "true"}) as server:
         headers = {"Authorization": f"Bearer {server.key('management')}"}
         for url in ("http://127.0.0.1:9/evil.mar", "https://example.invalid/evil.mar", "file:///etc/passwd"):
             response = requests.post(f"{server.management}/models", params={"url": url}, headers=headers, timeout=30)
             assert response.status_code == 404 and "does not match any allowed URL" in response.json()["message"]
         models = requests.get(f"{server.management}/models", headers=headers, timeout=10).json()["models"]
         assert [m["modelName"] for m in models] == ["mnist"]
-    finally:
-        stop_server(server)
-        shutil.rmtree(workdir, ignore_errors=True)

@@ -19,8 +19,8 @@ import time
 import pytest
 import requests
 
-from harness.server import (ARCHIVE, PORTS, REPO, START, Server, free_ports, own_temp_env, port_variables,
-                            serving_directory, start_server, stop_server, wait_ready)
+from harness.server import (ARCHIVE, PORTS, REPO, Server, free_ports, own_temp_env, port_variables, serving,
+                            stop_server, wait_ready)
 from training.user_styles import mnist_png
 
 CONFIG = REPO / "config" / "config.properties"
@@ -105,8 +105,7 @@ def test_each_server_has_its_own_worker_sockets_and_a_second_one_leaves_the_firs
     assert {path.parent for path in first_sockets} == {made.workdir / "tmp" / f"mnist-torchserve-{os.getuid()}"}
     first_inodes = [path.stat().st_ino for path in first_sockets]
 
-    second = start_server(serving_directory(), START)
-    try:
+    with serving() as second:
         assert {path.parent for path in second.worker_sockets()} == {second.workdir / "tmp"}
         victim = second.processes()[1][0]
         victim.kill()
@@ -116,9 +115,6 @@ def test_each_server_has_its_own_worker_sockets_and_a_second_one_leaves_the_firs
             time.sleep(0.2)
         wait_ready(second)
         assert second.predict(digits[0]).json() == answers[0]
-    finally:
-        stop_server(second)
-        shutil.rmtree(second.workdir, ignore_errors=True)
 
     assert sorted(p.pid for p in made.processes()[1]) == first_workers
     # a worker deletes the file at its socket path and binds a new one there: the same names in
