@@ -14,7 +14,6 @@ The path has two steps:
 2. `to_model_input` pads the 28x28 digits to 32x32 (as LeCun et al. did; resizing would
    blur the strokes) and standardizes them.
 """
-import functools
 import io
 import warnings
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
+from scipy import ndimage
 
 MNIST_SIZE = 28
 DIGIT_BOX = 20            # MNIST scales every digit into a 20x20 box ...
@@ -35,6 +35,18 @@ STD = 0.2752
 WORK_SIZE = 256           # larger images are reduced to this longest side first
 NOISE_SIGMAS = 4.0        # ink must stand this many noise sigmas above the paper
 MIN_CONTRAST = 0.1        # below this the image holds no digit
+QUANTUM = 1 / 255         # the least noise sigma of a non-flat paper: 8-bit quantization
+WEAK_INK = 0.2            # a digit's pixels stand this share of its contrast above the noise ...
+STRONG_INK = 0.5          # ... and each of its parts holds a pixel this strong
+MIN_PART = 0.05           # parts lighter than this share of the heaviest part are dust, not digit
+SUPPORT_PX = 2            # faint edges this close to a digit's strokes belong to it
+STROKE_TO_BACKGROUND = 1.5  # structures wider than this many stroke widths are paper, not ink
+EDGE_CONTACT = 0.9        # a part touching this share of one side is beyond the page's edge
+LINE_SLOPES = np.tan(np.radians(np.arange(-8, 9)))  # ruled lines tilted up to 8 degrees ...
+LINE_BAND = 2             # ... (found in bands this many px wide) ...
+LINE_SPAN = 0.6           # ... crossing this share of the image ...
+LINE_THIN = 0.6           # ... no wider than this share of the strokes ...
+LINE_OVERHANG = 0.1       # ... and this far past both ends of the other ink are not the digit
 
 
 class ImageRejected(ValueError):
@@ -72,7 +84,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     if width == 0 or height == 0:
         raise NotAnImage("the image has no pixels")
     if img.format == "JPEG":  # decode at reduced scale: much faster for photos
-        img.draft("L", (WORK_SIZE, WORK_SIZE))
+        img.draft(img.mode, (WORK_SIZE, WORK_SIZE))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -117,19 +129,96 @@ def to_model_input(digits: torch.Tensor) -> torch.Tensor:
 
 
 def _ink(img: Image.Image) -> np.ndarray:
-    """Float map in [0, 1] of how much ink each pixel holds, with the paper exactly 0."""
+    """Float map in [0, 1] of how much ink each pixel holds: the digit's strokes, zero elsewhere."""
     img = _resamplable(img)
     if max(img.size) > WORK_SIZE:
         img.thumbnail((WORK_SIZE, WORK_SIZE), Image.BOX)
-    g = _grey(img)
-    g = g - _background(g)
-    median, sigma = _noise(g)
+    strength, paper, ink_class = _ink_strength(img)
+    flat = _median(strength[paper]) == strength[paper].min() if paper.any() else True
+    if flat:
+        residual = strength - _median(strength[paper]) if paper.any() else strength
+    else:
+        stroke = _stroke_width(ink_class)
+        size = 2 * int(STROKE_TO_BACKGROUND * stroke) + 3
+        residual = strength - ndimage.grey_opening(strength, size=(size, size))
+    median, sigma = _noise(residual[paper] if paper.any() else residual)
+    if not flat:
+        sigma = max(sigma, QUANTUM)
     floor = median + NOISE_SIGMAS * sigma
-    peak = g.max()
+    peak = float(residual.max())
     if peak - floor < MIN_CONTRAST:
         raise BlankImage("no digit found: the image is blank or has too little contrast; "
                          "send a photo or scan of one handwritten digit")
-    return np.clip((g - floor) / (peak - floor), 0.0, 1.0)
+    contrast = peak - floor
+    weak = residual >= floor + WEAK_INK * contrast
+    above_noise = residual >= floor
+    lines = (_long_lines(above_noise, weak, stroke) | _long_lines(above_noise.T, weak.T, stroke).T
+             if not flat else np.zeros_like(weak))
+    weak &= ~lines
+    strong = weak & (residual >= floor + STRONG_INK * contrast)
+    labels, count = ndimage.label(weak, structure=np.ones((3, 3)))
+    index = np.arange(1, count + 1)
+    mass = ndimage.sum_labels(residual - floor, labels, index=index)
+    has_strong = ndimage.maximum(strong, labels, index=index).astype(bool)
+    keep = has_strong & (mass >= MIN_PART * mass[has_strong].max())
+    edges = _along_an_edge(labels, count)
+    if (keep & ~edges).any():   # a page's edge or a desk along a whole side of the photo is not ink
+        keep &= ~edges
+    digit = np.concatenate([[False], keep])[labels]
+    support = ndimage.binary_dilation(digit, structure=np.ones((3, 3)), iterations=SUPPORT_PX) & ~lines
+    return np.where(support, np.clip((residual - floor) / contrast, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def _along_an_edge(labels: np.ndarray, count: int) -> np.ndarray:
+    """Which labelled parts run along nearly all of one side of the image: the desk beyond a
+    page's edge. A digit, even cut out tightly, touches each side at a few places only."""
+    along = np.zeros(count, bool)
+    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        contact = np.bincount(side, minlength=count + 1)[1:]
+        along |= contact >= EDGE_CONTACT * side.size
+    return along
+
+
+def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
+    """Pixels of `mask` on thin, straight, nearly horizontal lines that run on past both ends of
+    the other `ink`: ruled or squared paper. A digit's own bar is as wide as its other strokes
+    and ends where the digit ends."""
+    h, w = mask.shape
+    y, x = np.nonzero(mask)
+    lines = np.zeros_like(mask)
+    if y.size == 0:
+        return lines
+    coarse = max(LINE_SLOPES, key=lambda slope: _coverage(y, x, slope, h, w).max())
+    fine = coarse + np.diff(LINE_SLOPES[:2]) * np.array([-0.5, 0, 0.5])
+    slope = max(fine, key=lambda slope: _coverage(y, x, slope, h, w).max())
+    covered = _coverage(y, x, slope, h, w) >= LINE_SPAN * w
+    # a line is a run of covered bands no wider than a fraction of the strokes, with its fringes
+    starts, ends = (np.flatnonzero(np.diff(np.concatenate([[0], covered, [0]]).astype(np.int8)) == d) for d in (1, -1))
+    thin = np.zeros(covered.size + 2, bool)
+    for start, end in zip(starts, ends):
+        if (end - start) * LINE_BAND <= max(LINE_BAND, LINE_THIN * stroke):
+            thin[start:end + 2] = True
+    on_line = thin[1:-1]
+    line = on_line[_band(y, x, slope, w)]
+    iy, ix = np.nonzero(ink)
+    rest = ix[~on_line[_band(iy, ix, slope, w)]]
+    margin = LINE_OVERHANG * w
+    if line.any() and rest.size and x[line].min() <= rest.min() - margin and x[line].max() >= rest.max() + margin:
+        lines[y[line], x[line]] = True
+    return lines
+
+
+def _coverage(y: np.ndarray, x: np.ndarray, slope: float, h: int, w: int) -> np.ndarray:
+    """How many columns each band of `slope` reaches with a pixel."""
+    band = _band(y, x, slope, w)
+    reached = np.zeros(((h + 2 * w) // LINE_BAND + 2, w), bool)
+    reached[band, x] = True
+    return reached.sum(axis=1)
+
+
+def _band(y: np.ndarray, x: np.ndarray, slope: float, w: int) -> np.ndarray:
+    """Which of the LINE_BAND-px-wide parallel bands of `slope` each pixel lies in (from 0)."""
+    return (np.rint(y - slope * x).astype(np.int64) + w) // LINE_BAND
 
 
 def _resamplable(img: Image.Image) -> Image.Image:
@@ -146,55 +235,63 @@ def _resamplable(img: Image.Image) -> Image.Image:
         raise NotAnImage(f"images in pixel mode {img.mode} are not supported: send PNG or JPEG") from None
 
 
-def _grey(img: Image.Image) -> np.ndarray:
-    """Float map in [0, 1] where ink is bright, whatever the mode, polarity or transparency."""
+def _ink_strength(img: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How far each pixel is from the paper towards the ink (any ink colour, either polarity),
+    and the mask of paper pixels.
+
+    The paper is the one of the two brightness classes (Otsu) that holds most of the image's
+    border: a digit cut out tightly touches the edges, but only at a few places. The ink
+    strength is the largest difference of any colour channel from the paper's colour, so a
+    yellow or red pen stands out as well as a black one.
+    """
     if "A" in img.getbands():
         grey, alpha = (np.asarray(band, np.float32) / 255 for band in img.convert("LA").split())
         if alpha.min() < alpha.max():
             # Drawn on a transparent canvas: lay it on paper that contrasts with the ink.
             opaque = grey[alpha > 0.5]
-            paper = 1.0 if opaque.size and _median(opaque) < 0.5 else 0.0
-            g = grey * alpha + paper * (1.0 - alpha)
+            paper_level = 1.0 if opaque.size and _median(opaque) < 0.5 else 0.0
+            channels = (grey * alpha + paper_level * (1.0 - alpha))[..., None]
         else:
-            g = grey
+            channels = np.asarray(img.convert("RGB"), np.float32) / 255
     elif img.mode in ("I", "F"):
         g = np.asarray(img, np.float32)
         lo, hi = float(g.min()), float(g.max())
-        g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)
+        channels = ((g - lo) / (hi - lo) if hi > lo else np.zeros_like(g))[..., None]
+    elif img.mode == "RGB":
+        channels = np.asarray(img, np.float32) / 255
     else:
-        g = np.asarray(img.convert("L"), np.float32) / 255
-    # The paper is the majority of the pixels; the ink is the extreme farther from it.
-    paper = _median(g)
-    if paper - g.min() > g.max() - paper:
-        g = 1.0 - g
-    return g
+        channels = (np.asarray(img.convert("L"), np.float32) / 255)[..., None]
+    grey = channels.mean(axis=2)
+    dark_limit, light_limit = _three_levels(grey)
+    border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    dark_border, light_border = (border <= dark_limit).mean(), (border > light_limit).mean()
+    light_paper = light_border > dark_border or (light_border == dark_border and _median(grey) >= 0.5)
+    paper, ink = (grey > light_limit, grey <= dark_limit) if light_paper else (grey <= dark_limit, grey > light_limit)
+    paper_colour = np.array([_median(c[paper]) if paper.any() else _median(c) for c in channels.transpose(2, 0, 1)])
+    difference = (paper_colour - channels) if light_paper else (channels - paper_colour)
+    return difference.max(axis=2), paper, ink
 
 
-def _background(g: np.ndarray) -> np.ndarray | float:
-    """Smooth estimate of the paper level (uneven lighting, vignetting).
-
-    A quadratic surface fitted to the paper pixels, twice: first to the darker half of the
-    image, then to every pixel the first fit calls paper. Flat paper (a clean scan, a
-    drawing app, MNIST itself) needs no surface: its level is returned as it is.
-    """
-    values = g.ravel()
-    paper_level = _median(values)
-    paper = values <= paper_level
-    if values[paper].min() == paper_level:
-        return paper_level
-    basis = _quadratic_basis(*g.shape)
-    for _ in range(2):
-        coef = np.linalg.lstsq(basis[paper], values[paper], rcond=None)[0]  # copes with few or collinear pixels
-        residual = values - basis @ coef
-        median, sigma = _noise(residual[paper])
-        paper = residual <= median + NOISE_SIGMAS * sigma
-    return (basis @ coef).reshape(g.shape).astype(np.float32)
+def _three_levels(values: np.ndarray) -> tuple[float, float]:
+    """Two thresholds splitting values in [0, 1] into dark, middle and light classes of least
+    within-class variance (three-class Otsu on a 64-bin histogram)."""
+    bins = 64
+    hist = np.bincount(np.clip((values * bins).astype(np.int32), 0, bins - 1).ravel(), minlength=bins)
+    weight = np.concatenate([[0], np.cumsum(hist)]).astype(np.float64)        # pixels below bin i
+    moment = np.concatenate([[0], np.cumsum(hist * np.arange(bins))]).astype(np.float64)
+    lo, hi = np.triu_indices(bins + 1, k=1)                                    # classes [0,lo) [lo,hi) [hi,bins)
+    score = np.zeros(lo.shape)
+    for start, end in ((0, lo), (lo, hi), (hi, bins)):
+        w = weight[end] - weight[start]
+        m = moment[end] - moment[start]
+        score += np.where(w > 0, m * m / np.maximum(w, 1), 0)
+    best = int(np.argmax(score))
+    return lo[best] / bins - 1e-6, hi[best] / bins - 1e-6
 
 
-@functools.lru_cache(maxsize=8)
-def _quadratic_basis(h: int, w: int) -> np.ndarray:
-    y, x = np.mgrid[0:1:complex(0, h), 0:1:complex(0, w)]
-    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
+def _stroke_width(ink: np.ndarray) -> float:
+    """The widest stroke's width in pixels: twice the largest distance from ink to its edge."""
+    return 2.0 * float(ndimage.distance_transform_edt(ink).max())
 
 
 def _median(a: np.ndarray) -> float:
