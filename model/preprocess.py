@@ -41,12 +41,20 @@ STRONG_INK = 0.5          # ... and each of its parts holds a pixel this strong
 MIN_PART = 0.05           # parts lighter than this share of the heaviest part are dust, not digit
 SUPPORT_PX = 2            # faint edges this close to a digit's strokes belong to it
 STROKE_TO_BACKGROUND = 1.5  # structures wider than this many stroke widths are paper, not ink
-EDGE_CONTACT = 0.9        # a part touching this share of one side is beyond the page's edge
-LINE_SLOPES = np.tan(np.radians(np.arange(-8, 9)))  # ruled lines tilted up to 8 degrees ...
-LINE_BAND = 2             # ... (found in bands this many px wide) ...
+EDGE_CONTACT = 0.9        # a part touching this share of one side is beyond the page's edge ...
+SOLID_FILL = 0.8          # ... when it fills this share of its bounding box or lies beside other parts
+DOMINANT_PART = 0.25      # texture: the heaviest part holds less than this share of all parts' ink
+LINE_SLOPE_STEP = np.tan(np.radians(1))
+LINE_SLOPES = np.arange(-8, 9) * LINE_SLOPE_STEP  # ruled lines tilted up to 8 degrees ...
+LINE_SEARCH = 96          # ... (searched at this resolution, ...
+LINE_BAND = 2             # ... in bands this many px wide) ...
 LINE_SPAN = 0.6           # ... crossing this share of the image ...
 LINE_THIN = 0.6           # ... no wider than this share of the strokes ...
 LINE_OVERHANG = 0.1       # ... and this far past both ends of the other ink are not the digit
+
+
+NO_DIGIT = ("no digit found: the image is blank, has too little contrast or holds only paper, lines "
+            "or texture; send a photo or scan of one handwritten digit")
 
 
 class ImageRejected(ValueError):
@@ -129,91 +137,111 @@ def to_model_input(digits: torch.Tensor) -> torch.Tensor:
 
 
 def _ink(img: Image.Image) -> np.ndarray:
-    """Float map in [0, 1] of how much ink each pixel holds: the digit's strokes, zero elsewhere."""
+    """Float map in [0, 1] of how much ink each pixel holds: the digit's strokes, zero elsewhere.
+
+    Raises BlankImage when nothing digit-like stands out: blank or uniform images, paper
+    texture, ruling, a shadow or a desk alone.
+    """
     img = _resamplable(img)
     if max(img.size) > WORK_SIZE:
         img.thumbnail((WORK_SIZE, WORK_SIZE), Image.BOX)
     strength, paper, ink_class = _ink_strength(img)
+    stroke = _stroke_width(ink_class)
     flat = _median(strength[paper]) == strength[paper].min() if paper.any() else True
-    if flat:
+    if flat:    # a clean scan, a drawing app, MNIST itself: whatever is not paper is ink
         residual = strength - _median(strength[paper]) if paper.any() else strength
-    else:
-        stroke = _stroke_width(ink_class)
+    else:       # a photo: paper is whatever is wider than the strokes (light, shadows, a desk)
         size = 2 * int(STROKE_TO_BACKGROUND * stroke) + 3
         residual = strength - ndimage.grey_opening(strength, size=(size, size))
     median, sigma = _noise(residual[paper] if paper.any() else residual)
     if not flat:
         sigma = max(sigma, QUANTUM)
     floor = median + NOISE_SIGMAS * sigma
-    peak = float(residual.max())
-    if peak - floor < MIN_CONTRAST:
-        raise BlankImage("no digit found: the image is blank or has too little contrast; "
-                         "send a photo or scan of one handwritten digit")
-    contrast = peak - floor
+    contrast = float(residual.max()) - floor
+    if contrast < MIN_CONTRAST:
+        raise BlankImage(NO_DIGIT)
     weak = residual >= floor + WEAK_INK * contrast
     above_noise = residual >= floor
-    lines = (_long_lines(above_noise, weak, stroke) | _long_lines(above_noise.T, weak.T, stroke).T
-             if not flat else np.zeros_like(weak))
+    lines = _long_lines(above_noise, weak, stroke) | _long_lines(above_noise.T, weak.T, stroke).T
     weak &= ~lines
-    strong = weak & (residual >= floor + STRONG_INK * contrast)
     labels, count = ndimage.label(weak, structure=np.ones((3, 3)))
     index = np.arange(1, count + 1)
     mass = ndimage.sum_labels(residual - floor, labels, index=index)
-    has_strong = ndimage.maximum(strong, labels, index=index).astype(bool)
-    keep = has_strong & (mass >= MIN_PART * mass[has_strong].max())
-    edges = _along_an_edge(labels, count)
-    if (keep & ~edges).any():   # a page's edge or a desk along a whole side of the photo is not ink
-        keep &= ~edges
+    parts = ndimage.maximum(weak & (residual >= floor + STRONG_INK * contrast), labels, index=index).astype(bool)
+    parts &= ~_page_edges(labels, count, parts)
+    if not parts.any() or mass[parts].max() < DOMINANT_PART * mass[parts].sum():
+        raise BlankImage(NO_DIGIT)      # nothing left, or texture: many parts, none standing out
+    keep = parts & (mass >= MIN_PART * mass[parts].max())
     digit = np.concatenate([[False], keep])[labels]
     support = ndimage.binary_dilation(digit, structure=np.ones((3, 3)), iterations=SUPPORT_PX) & ~lines
     return np.where(support, np.clip((residual - floor) / contrast, 0.0, 1.0), 0.0).astype(np.float32)
 
 
-def _along_an_edge(labels: np.ndarray, count: int) -> np.ndarray:
-    """Which labelled parts run along nearly all of one side of the image: the desk beyond a
-    page's edge. A digit, even cut out tightly, touches each side at a few places only."""
+def _page_edges(labels: np.ndarray, count: int, parts: np.ndarray) -> np.ndarray:
+    """Which labelled parts are the desk beyond a page's edge or a shadow's: they run along
+    nearly all of one side of the image and are solid, or lie beside other parts. A digit, even
+    cut out tightly, touches each side at a few places only, or is the only part and not solid."""
     along = np.zeros(count, bool)
     for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        contact = np.bincount(side, minlength=count + 1)[1:]
-        along |= contact >= EDGE_CONTACT * side.size
-    return along
+        along |= np.bincount(side, minlength=count + 1)[1:] >= EDGE_CONTACT * side.size
+    if not along.any():
+        return along
+    area = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    boxes = ndimage.find_objects(labels)
+    box_area = np.array([(b[0].stop - b[0].start) * (b[1].stop - b[1].start) for b in boxes])
+    solid = area >= SOLID_FILL * box_area
+    return along & (solid | (parts & ~along).any())
 
 
 def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
     """Pixels of `mask` on thin, straight, nearly horizontal lines that run on past both ends of
     the other `ink`: ruled or squared paper. A digit's own bar is as wide as its other strokes
-    and ends where the digit ends."""
-    h, w = mask.shape
-    y, x = np.nonzero(mask)
+    and ends where the digit ends. Lines are searched in a copy at most LINE_SEARCH px wide."""
     lines = np.zeros_like(mask)
-    if y.size == 0:
+    h, w = mask.shape
+    if mask.any(axis=0).sum() < LINE_SPAN * w:       # nothing crosses enough of the image
         return lines
-    coarse = max(LINE_SLOPES, key=lambda slope: _coverage(y, x, slope, h, w).max())
-    fine = coarse + np.diff(LINE_SLOPES[:2]) * np.array([-0.5, 0, 0.5])
-    slope = max(fine, key=lambda slope: _coverage(y, x, slope, h, w).max())
-    covered = _coverage(y, x, slope, h, w) >= LINE_SPAN * w
+    factor = -(-max(h, w) // LINE_SEARCH)
+    small = mask[:h - h % factor or h, :w - w % factor or w]
+    small = small.reshape(small.shape[0] // factor, factor, -1, factor).any(axis=(1, 3)) if factor > 1 else small
+    sy, sx = np.nonzero(small)
+    sh, sw = small.shape
+    coverage = _coverage(sy, sx, LINE_SLOPES, sh, sw)
+    slope = LINE_SLOPES[coverage.max(axis=1).argmax()]
+    fine = slope + LINE_SLOPE_STEP * np.array([-0.5, 0.5])
+    fine_coverage = _coverage(sy, sx, fine, sh, sw)
+    if fine_coverage.max() > coverage.max():
+        slope, coverage = fine[fine_coverage.max(axis=1).argmax()], fine_coverage
+    covered = _coverage(sy, sx, np.array([slope]), sh, sw)[0] >= LINE_SPAN * sw
     # a line is a run of covered bands no wider than a fraction of the strokes, with its fringes
     starts, ends = (np.flatnonzero(np.diff(np.concatenate([[0], covered, [0]]).astype(np.int8)) == d) for d in (1, -1))
     thin = np.zeros(covered.size + 2, bool)
     for start, end in zip(starts, ends):
-        if (end - start) * LINE_BAND <= max(LINE_BAND, LINE_THIN * stroke):
+        if (end - start) * LINE_BAND * factor <= max(LINE_BAND * factor, LINE_THIN * stroke):
             thin[start:end + 2] = True
+    thin_lines = int(np.diff(thin.astype(np.int8)).clip(0).sum())
     on_line = thin[1:-1]
-    line = on_line[_band(y, x, slope, w)]
+    y, x = np.nonzero(mask)
+    line = on_line[_band(y / factor, x / factor, slope, sw)]
+    if not line.any():
+        return lines
     iy, ix = np.nonzero(ink)
-    rest = ix[~on_line[_band(iy, ix, slope, w)]]
+    rest = ix[~on_line[_band(iy / factor, ix / factor, slope, sw)]]
     margin = LINE_OVERHANG * w
-    if line.any() and rest.size and x[line].min() <= rest.min() - margin and x[line].max() >= rest.max() + margin:
-        lines[y[line], x[line]] = True
+    if rest.size == 0:
+        if thin_lines < 2:      # one line and nothing else: a "1"; two or more: ruled paper alone
+            return lines
+    elif x[line].min() > rest.min() - margin or x[line].max() < rest.max() + margin:
+        return lines
+    lines[y[line], x[line]] = True
     return lines
 
 
-def _coverage(y: np.ndarray, x: np.ndarray, slope: float, h: int, w: int) -> np.ndarray:
-    """How many columns each band of `slope` reaches with a pixel."""
-    band = _band(y, x, slope, w)
-    reached = np.zeros(((h + 2 * w) // LINE_BAND + 2, w), bool)
-    reached[band, x] = True
-    return reached.sum(axis=1)
+def _coverage(y: np.ndarray, x: np.ndarray, slopes: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(slopes, bands): how many columns each band of each slope reaches with a pixel."""
+    reached = np.zeros((len(slopes), (h + 2 * w) // LINE_BAND + 2, w), bool)
+    reached[np.arange(len(slopes))[:, None], _band(y, x, slopes[:, None], w), x] = True
+    return reached.sum(axis=2)
 
 
 def _band(y: np.ndarray, x: np.ndarray, slope: float, w: int) -> np.ndarray:
