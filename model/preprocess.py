@@ -145,6 +145,9 @@ def _ink(img: Image.Image) -> np.ndarray:
     img = _resamplable(img)
     if max(img.size) > WORK_SIZE:
         img.thumbnail((WORK_SIZE, WORK_SIZE), Image.BOX)
+    clean = _clean_ink(img)
+    if clean is not None:
+        return clean
     strength, paper, ink_class = _ink_strength(img)
     stroke = _stroke_width(ink_class)
     flat = _median(strength[paper]) == strength[paper].min() if paper.any() else True
@@ -175,6 +178,55 @@ def _ink(img: Image.Image) -> np.ndarray:
     digit = np.concatenate([[False], keep])[labels]
     support = ndimage.binary_dilation(digit, structure=np.ones((3, 3)), iterations=SUPPORT_PX) & ~lines
     return np.where(support, np.clip((residual - floor) / contrast, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def _clean_ink(img: Image.Image) -> np.ndarray | None:
+    """The ink of a clean image by the cheap route, or None for any other image.
+
+    Clean: grey (or a transparent canvas), at least half of it exactly at the paper's level
+    with nothing on the paper's side of that level, and the whole border paper. MNIST itself,
+    drawing apps and clean scans are clean; whatever is not paper is then the digit, so the
+    full analysis (paper split, background, ruling, page edges, parts) cannot change the
+    answer and is skipped. A frame-filling crop, ruling or a page edge touches the border.
+    """
+    grey = _single_grey(img)
+    if grey is None:
+        return None
+    paper = _median(grey)
+    if paper - grey.min() > grey.max() - paper:    # dark ink on light paper: make the ink bright
+        grey, paper = 1.0 - grey, 1.0 - paper
+    if grey[0].max() > paper or grey[-1].max() > paper or grey[:, 0].max() > paper \
+            or grey[:, -1].max() > paper or grey.min() < paper:
+        return None
+    contrast = float(grey.max()) - paper
+    if contrast < MIN_CONTRAST:
+        raise BlankImage(NO_DIGIT)
+    return np.clip((grey - paper) / contrast, 0.0, 1.0)
+
+
+def _single_grey(img: Image.Image) -> np.ndarray | None:
+    """The image as one grey channel in [0, 1] when that loses nothing (grey pixels, or a
+    transparent canvas laid on contrasting paper); None for colour or 32-bit images."""
+    if img.mode == "L":
+        return np.asarray(img, np.float32) / 255
+    if img.mode == "RGB":
+        rgb = np.asarray(img)
+        if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+            return None
+        return rgb[..., 0].astype(np.float32) / 255
+    if "A" in img.getbands():
+        grey, alpha = (np.asarray(band, np.float32) / 255 for band in img.convert("LA").split())
+        if alpha.min() == alpha.max():
+            return _single_grey(img.convert("RGB"))
+        return _on_contrasting_paper(grey, alpha)
+    return None
+
+
+def _on_contrasting_paper(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """A drawing on a transparent canvas laid on paper that contrasts with its ink."""
+    opaque = grey[alpha > 0.5]
+    paper_level = 1.0 if opaque.size and _median(opaque) < 0.5 else 0.0
+    return grey * alpha + paper_level * (1.0 - alpha)
 
 
 def _page_edges(labels: np.ndarray, count: int, parts: np.ndarray) -> np.ndarray:
@@ -275,10 +327,7 @@ def _ink_strength(img: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     if "A" in img.getbands():
         grey, alpha = (np.asarray(band, np.float32) / 255 for band in img.convert("LA").split())
         if alpha.min() < alpha.max():
-            # Drawn on a transparent canvas: lay it on paper that contrasts with the ink.
-            opaque = grey[alpha > 0.5]
-            paper_level = 1.0 if opaque.size and _median(opaque) < 0.5 else 0.0
-            channels = (grey * alpha + paper_level * (1.0 - alpha))[..., None]
+            channels = _on_contrasting_paper(grey, alpha)[..., None]
         else:
             channels = np.asarray(img.convert("RGB"), np.float32) / 255
     elif img.mode in ("I", "F"):
