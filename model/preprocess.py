@@ -14,7 +14,6 @@ The path has two steps:
 2. `to_model_input` pads the 28x28 digits to 32x32 (as LeCun et al. did; resizing would
    blur the strokes) and standardizes them.
 """
-import functools
 import io
 import warnings
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
+from scipy import ndimage
 
 MNIST_SIZE = 28
 DIGIT_BOX = 20            # MNIST scales every digit into a 20x20 box ...
@@ -35,6 +35,26 @@ STD = 0.2752
 WORK_SIZE = 256           # larger images are reduced to this longest side first
 NOISE_SIGMAS = 4.0        # ink must stand this many noise sigmas above the paper
 MIN_CONTRAST = 0.1        # below this the image holds no digit
+QUANTUM = 1 / 255         # the least noise sigma of a non-flat paper: 8-bit quantization
+WEAK_INK = 0.2            # a digit's pixels stand this share of its contrast above the noise ...
+STRONG_INK = 0.5          # ... and each of its parts holds a pixel this strong
+MIN_PART = 0.05           # parts lighter than this share of the heaviest part are dust, not digit
+SUPPORT_PX = 2            # faint edges this close to a digit's strokes belong to it
+STROKE_TO_BACKGROUND = 1.5  # structures wider than this many stroke widths are paper, not ink
+EDGE_CONTACT = 0.9        # a part touching this share of one side is beyond the page's edge ...
+SOLID_FILL = 0.8          # ... when it fills this share of its bounding box or lies beside other parts
+DOMINANT_PART = 0.25      # texture: the heaviest part holds less than this share of all parts' ink
+LINE_SLOPE_STEP = np.tan(np.radians(1))
+LINE_SLOPES = np.arange(-8, 9) * LINE_SLOPE_STEP  # ruled lines tilted up to 8 degrees ...
+LINE_SEARCH = 96          # ... (searched at this resolution, ...
+LINE_BAND = 2             # ... in bands this many px wide) ...
+LINE_SPAN = 0.6           # ... crossing this share of the image ...
+LINE_THIN = 0.6           # ... no wider than this share of the strokes ...
+LINE_OVERHANG = 0.1       # ... and this far past both ends of the other ink are not the digit
+
+
+NO_DIGIT = ("no digit found: the image is blank, has too little contrast or holds only paper, lines "
+            "or texture; send a photo or scan of one handwritten digit")
 
 
 class ImageRejected(ValueError):
@@ -72,7 +92,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     if width == 0 or height == 0:
         raise NotAnImage("the image has no pixels")
     if img.format == "JPEG":  # decode at reduced scale: much faster for photos
-        img.draft("L", (WORK_SIZE, WORK_SIZE))
+        img.draft(img.mode, (WORK_SIZE, WORK_SIZE))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -117,19 +137,168 @@ def to_model_input(digits: torch.Tensor) -> torch.Tensor:
 
 
 def _ink(img: Image.Image) -> np.ndarray:
-    """Float map in [0, 1] of how much ink each pixel holds, with the paper exactly 0."""
+    """Float map in [0, 1] of how much ink each pixel holds: the digit's strokes, zero elsewhere.
+
+    Raises BlankImage when nothing digit-like stands out: blank or uniform images, paper
+    texture, ruling, a shadow or a desk alone.
+    """
     img = _resamplable(img)
     if max(img.size) > WORK_SIZE:
         img.thumbnail((WORK_SIZE, WORK_SIZE), Image.BOX)
-    g = _grey(img)
-    g = g - _background(g)
-    median, sigma = _noise(g)
+    clean = _clean_ink(img)
+    if clean is not None:
+        return clean
+    strength, paper, ink_class = _ink_strength(img)
+    stroke = _stroke_width(ink_class)
+    flat = _median(strength[paper]) == strength[paper].min() if paper.any() else True
+    if flat:    # a clean scan, a drawing app, MNIST itself: whatever is not paper is ink
+        residual = strength - _median(strength[paper]) if paper.any() else strength
+    else:       # a photo: paper is whatever is wider than the strokes (light, shadows, a desk)
+        size = 2 * int(STROKE_TO_BACKGROUND * stroke) + 3
+        residual = strength - ndimage.grey_opening(strength, size=(size, size))
+    median, sigma = _noise(residual[paper] if paper.any() else residual)
+    if not flat:
+        sigma = max(sigma, QUANTUM)
     floor = median + NOISE_SIGMAS * sigma
-    peak = g.max()
-    if peak - floor < MIN_CONTRAST:
-        raise BlankImage("no digit found: the image is blank or has too little contrast; "
-                         "send a photo or scan of one handwritten digit")
-    return np.clip((g - floor) / (peak - floor), 0.0, 1.0)
+    contrast = float(residual.max()) - floor
+    if contrast < MIN_CONTRAST:
+        raise BlankImage(NO_DIGIT)
+    weak = residual >= floor + WEAK_INK * contrast
+    above_noise = residual >= floor
+    lines = _long_lines(above_noise, weak, stroke) | _long_lines(above_noise.T, weak.T, stroke).T
+    weak &= ~lines
+    labels, count = ndimage.label(weak, structure=np.ones((3, 3)))
+    index = np.arange(1, count + 1)
+    mass = ndimage.sum_labels(residual - floor, labels, index=index)
+    parts = ndimage.maximum(weak & (residual >= floor + STRONG_INK * contrast), labels, index=index).astype(bool)
+    parts &= ~_page_edges(labels, count, parts)
+    if not parts.any() or mass[parts].max() < DOMINANT_PART * mass[parts].sum():
+        raise BlankImage(NO_DIGIT)      # nothing left, or texture: many parts, none standing out
+    keep = parts & (mass >= MIN_PART * mass[parts].max())
+    digit = np.concatenate([[False], keep])[labels]
+    support = ndimage.binary_dilation(digit, structure=np.ones((3, 3)), iterations=SUPPORT_PX) & ~lines
+    return np.where(support, np.clip((residual - floor) / contrast, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def _clean_ink(img: Image.Image) -> np.ndarray | None:
+    """The ink of a clean image by the cheap route, or None for any other image.
+
+    Clean: grey (or a transparent canvas), at least half of it exactly at the paper's level
+    with nothing on the paper's side of that level, and the whole border paper. MNIST itself,
+    drawing apps and clean scans are clean; whatever is not paper is then the digit, so the
+    full analysis (paper split, background, ruling, page edges, parts) cannot change the
+    answer and is skipped. A frame-filling crop, ruling or a page edge touches the border.
+    """
+    grey = _single_grey(img)
+    if grey is None:
+        return None
+    paper = _median(grey)
+    if paper - grey.min() > grey.max() - paper:    # dark ink on light paper: make the ink bright
+        grey, paper = 1.0 - grey, 1.0 - paper
+    if grey[0].max() > paper or grey[-1].max() > paper or grey[:, 0].max() > paper \
+            or grey[:, -1].max() > paper or grey.min() < paper:
+        return None
+    contrast = float(grey.max()) - paper
+    if contrast < MIN_CONTRAST:
+        raise BlankImage(NO_DIGIT)
+    return np.clip((grey - paper) / contrast, 0.0, 1.0)
+
+
+def _single_grey(img: Image.Image) -> np.ndarray | None:
+    """The image as one grey channel in [0, 1] when that loses nothing (grey pixels, or a
+    transparent canvas laid on contrasting paper); None for colour or 32-bit images."""
+    if img.mode == "L":
+        return np.asarray(img, np.float32) / 255
+    if img.mode == "RGB":
+        rgb = np.asarray(img)
+        if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+            return None
+        return rgb[..., 0].astype(np.float32) / 255
+    if "A" in img.getbands():
+        grey, alpha = (np.asarray(band, np.float32) / 255 for band in img.convert("LA").split())
+        if alpha.min() == alpha.max():
+            return _single_grey(img.convert("RGB"))
+        return _on_contrasting_paper(grey, alpha)
+    return None
+
+
+def _on_contrasting_paper(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """A drawing on a transparent canvas laid on paper that contrasts with its ink."""
+    opaque = grey[alpha > 0.5]
+    paper_level = 1.0 if opaque.size and _median(opaque) < 0.5 else 0.0
+    return grey * alpha + paper_level * (1.0 - alpha)
+
+
+def _page_edges(labels: np.ndarray, count: int, parts: np.ndarray) -> np.ndarray:
+    """Which labelled parts are the desk beyond a page's edge or a shadow's: they run along
+    nearly all of one side of the image and are solid, or lie beside other parts. A digit, even
+    cut out tightly, touches each side at a few places only, or is the only part and not solid."""
+    along = np.zeros(count, bool)
+    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        along |= np.bincount(side, minlength=count + 1)[1:] >= EDGE_CONTACT * side.size
+    if not along.any():
+        return along
+    area = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    boxes = ndimage.find_objects(labels)
+    box_area = np.array([(b[0].stop - b[0].start) * (b[1].stop - b[1].start) for b in boxes])
+    solid = area >= SOLID_FILL * box_area
+    return along & (solid | (parts & ~along).any())
+
+
+def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
+    """Pixels of `mask` on thin, straight, nearly horizontal lines that run on past both ends of
+    the other `ink`: ruled or squared paper. A digit's own bar is as wide as its other strokes
+    and ends where the digit ends. Lines are searched in a copy at most LINE_SEARCH px wide."""
+    lines = np.zeros_like(mask)
+    h, w = mask.shape
+    if mask.any(axis=0).sum() < LINE_SPAN * w:       # nothing crosses enough of the image
+        return lines
+    factor = -(-max(h, w) // LINE_SEARCH)
+    small = mask[:h - h % factor or h, :w - w % factor or w]
+    small = small.reshape(small.shape[0] // factor, factor, -1, factor).any(axis=(1, 3)) if factor > 1 else small
+    sy, sx = np.nonzero(small)
+    sh, sw = small.shape
+    coverage = _coverage(sy, sx, LINE_SLOPES, sh, sw)
+    slope = LINE_SLOPES[coverage.max(axis=1).argmax()]
+    fine = slope + LINE_SLOPE_STEP * np.array([-0.5, 0.5])
+    fine_coverage = _coverage(sy, sx, fine, sh, sw)
+    if fine_coverage.max() > coverage.max():
+        slope, coverage = fine[fine_coverage.max(axis=1).argmax()], fine_coverage
+    covered = _coverage(sy, sx, np.array([slope]), sh, sw)[0] >= LINE_SPAN * sw
+    # a line is a run of covered bands no wider than a fraction of the strokes, with its fringes
+    starts, ends = (np.flatnonzero(np.diff(np.concatenate([[0], covered, [0]]).astype(np.int8)) == d) for d in (1, -1))
+    thin = np.zeros(covered.size + 2, bool)
+    for start, end in zip(starts, ends):
+        if (end - start) * LINE_BAND * factor <= max(LINE_BAND * factor, LINE_THIN * stroke):
+            thin[start:end + 2] = True
+    thin_lines = int(np.diff(thin.astype(np.int8)).clip(0).sum())
+    on_line = thin[1:-1]
+    y, x = np.nonzero(mask)
+    line = on_line[_band(y / factor, x / factor, slope, sw)]
+    if not line.any():
+        return lines
+    iy, ix = np.nonzero(ink)
+    rest = ix[~on_line[_band(iy / factor, ix / factor, slope, sw)]]
+    margin = LINE_OVERHANG * w
+    if rest.size == 0:
+        if thin_lines < 2:      # one line and nothing else: a "1"; two or more: ruled paper alone
+            return lines
+    elif x[line].min() > rest.min() - margin or x[line].max() < rest.max() + margin:
+        return lines
+    lines[y[line], x[line]] = True
+    return lines
+
+
+def _coverage(y: np.ndarray, x: np.ndarray, slopes: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(slopes, bands): how many columns each band of each slope reaches with a pixel."""
+    reached = np.zeros((len(slopes), (h + 2 * w) // LINE_BAND + 2, w), bool)
+    reached[np.arange(len(slopes))[:, None], _band(y, x, slopes[:, None], w), x] = True
+    return reached.sum(axis=2)
+
+
+def _band(y: np.ndarray, x: np.ndarray, slope: float, w: int) -> np.ndarray:
+    """Which of the LINE_BAND-px-wide parallel bands of `slope` each pixel lies in (from 0)."""
+    return (np.rint(y - slope * x).astype(np.int64) + w) // LINE_BAND
 
 
 def _resamplable(img: Image.Image) -> Image.Image:
@@ -146,55 +315,60 @@ def _resamplable(img: Image.Image) -> Image.Image:
         raise NotAnImage(f"images in pixel mode {img.mode} are not supported: send PNG or JPEG") from None
 
 
-def _grey(img: Image.Image) -> np.ndarray:
-    """Float map in [0, 1] where ink is bright, whatever the mode, polarity or transparency."""
+def _ink_strength(img: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How far each pixel is from the paper towards the ink (any ink colour, either polarity),
+    and the mask of paper pixels.
+
+    The paper is the one of the two brightness classes (Otsu) that holds most of the image's
+    border: a digit cut out tightly touches the edges, but only at a few places. The ink
+    strength is the largest difference of any colour channel from the paper's colour, so a
+    yellow or red pen stands out as well as a black one.
+    """
     if "A" in img.getbands():
         grey, alpha = (np.asarray(band, np.float32) / 255 for band in img.convert("LA").split())
         if alpha.min() < alpha.max():
-            # Drawn on a transparent canvas: lay it on paper that contrasts with the ink.
-            opaque = grey[alpha > 0.5]
-            paper = 1.0 if opaque.size and _median(opaque) < 0.5 else 0.0
-            g = grey * alpha + paper * (1.0 - alpha)
+            channels = _on_contrasting_paper(grey, alpha)[..., None]
         else:
-            g = grey
+            channels = np.asarray(img.convert("RGB"), np.float32) / 255
     elif img.mode in ("I", "F"):
         g = np.asarray(img, np.float32)
         lo, hi = float(g.min()), float(g.max())
-        g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)
+        channels = ((g - lo) / (hi - lo) if hi > lo else np.zeros_like(g))[..., None]
+    elif img.mode == "RGB":
+        channels = np.asarray(img, np.float32) / 255
     else:
-        g = np.asarray(img.convert("L"), np.float32) / 255
-    # The paper is the majority of the pixels; the ink is the extreme farther from it.
-    paper = _median(g)
-    if paper - g.min() > g.max() - paper:
-        g = 1.0 - g
-    return g
+        channels = (np.asarray(img.convert("L"), np.float32) / 255)[..., None]
+    grey = channels.mean(axis=2)
+    dark_limit, light_limit = _three_levels(grey)
+    border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    dark_border, light_border = (border <= dark_limit).mean(), (border > light_limit).mean()
+    light_paper = light_border > dark_border or (light_border == dark_border and _median(grey) >= 0.5)
+    paper, ink = (grey > light_limit, grey <= dark_limit) if light_paper else (grey <= dark_limit, grey > light_limit)
+    paper_colour = np.array([_median(c[paper]) if paper.any() else _median(c) for c in channels.transpose(2, 0, 1)])
+    difference = (paper_colour - channels) if light_paper else (channels - paper_colour)
+    return difference.max(axis=2), paper, ink
 
 
-def _background(g: np.ndarray) -> np.ndarray | float:
-    """Smooth estimate of the paper level (uneven lighting, vignetting).
-
-    A quadratic surface fitted to the paper pixels, twice: first to the darker half of the
-    image, then to every pixel the first fit calls paper. Flat paper (a clean scan, a
-    drawing app, MNIST itself) needs no surface: its level is returned as it is.
-    """
-    values = g.ravel()
-    paper_level = _median(values)
-    paper = values <= paper_level
-    if values[paper].min() == paper_level:
-        return paper_level
-    basis = _quadratic_basis(*g.shape)
-    for _ in range(2):
-        coef = np.linalg.lstsq(basis[paper], values[paper], rcond=None)[0]  # copes with few or collinear pixels
-        residual = values - basis @ coef
-        median, sigma = _noise(residual[paper])
-        paper = residual <= median + NOISE_SIGMAS * sigma
-    return (basis @ coef).reshape(g.shape).astype(np.float32)
+def _three_levels(values: np.ndarray) -> tuple[float, float]:
+    """Two thresholds splitting values in [0, 1] into dark, middle and light classes of least
+    within-class variance (three-class Otsu on a 64-bin histogram)."""
+    bins = 64
+    hist = np.bincount(np.clip((values * bins).astype(np.int32), 0, bins - 1).ravel(), minlength=bins)
+    weight = np.concatenate([[0], np.cumsum(hist)]).astype(np.float64)        # pixels below bin i
+    moment = np.concatenate([[0], np.cumsum(hist * np.arange(bins))]).astype(np.float64)
+    lo, hi = np.triu_indices(bins + 1, k=1)                                    # classes [0,lo) [lo,hi) [hi,bins)
+    score = np.zeros(lo.shape)
+    for start, end in ((0, lo), (lo, hi), (hi, bins)):
+        w = weight[end] - weight[start]
+        m = moment[end] - moment[start]
+        score += np.where(w > 0, m * m / np.maximum(w, 1), 0)
+    best = int(np.argmax(score))
+    return lo[best] / bins - 1e-6, hi[best] / bins - 1e-6
 
 
-@functools.lru_cache(maxsize=8)
-def _quadratic_basis(h: int, w: int) -> np.ndarray:
-    y, x = np.mgrid[0:1:complex(0, h), 0:1:complex(0, w)]
-    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
+def _stroke_width(ink: np.ndarray) -> float:
+    """The widest stroke's width in pixels: twice the largest distance from ink to its edge."""
+    return 2.0 * float(ndimage.distance_transform_edt(ink).max())
 
 
 def _median(a: np.ndarray) -> float:

@@ -20,7 +20,7 @@ def test_short_training_run_learns_and_evaluates_consistently(tmp_path, mnist_ro
     assert (tmp_path / "training.png").stat().st_size > 10_000
     assert "epoch   2" in capsys.readouterr().out
 
-    result = evaluate.main([str(tmp_path / "lenet5_mnist.pt"), "--data-root", str(mnist_root)])
+    result = evaluate.main([str(tmp_path / "lenet5_mnist.pt"), "--data-root", str(mnist_root), "--sets", "mnist"])
     assert result["test_accuracy"] == metrics["test_accuracy"]
     assert result["per_class_accuracy"] == saved["per_class_accuracy"]
 

@@ -55,3 +55,76 @@ def _gaussian_matrix(size, sigma, like):
     offsets = positions[:, None] - positions[None, :]
     weights = torch.exp(-offsets ** 2 / (2 * sigma ** 2)) * (offsets.abs() <= int(2 * sigma))
     return weights / weights[size // 2].sum()   # the middle row holds the whole kernel
+
+
+def strokes(x: torch.Tensor, *, mean: float, std: float, thickness: float, blur: float, low_res: float,
+            generator: torch.Generator) -> torch.Tensor:
+    """Pens and capture the normalizer passes on: thicker or thinner strokes, defocus blur and
+    digits seen at 6-11 px then enlarged, each on a random share of the batch.
+
+    `x` holds standardized digits; each altered digit's ink is stretched back to full contrast,
+    as the normalizer does. `thickness` is the share of digits thickened or thinned (by a random
+    blend with a 3x3 dilation or erosion), `blur` the share blurred (Gaussian, sigma up to 1.2 px),
+    `low_res` the share reduced to 6-11 px (the digit's height) and enlarged back.
+    """
+    if not (thickness or blur or low_res):
+        return x
+    n, _, h, w = x.shape
+    ink = x * std + mean
+    pick = lambda share: (torch.rand(n, 1, 1, 1, generator=generator, device=x.device) < share).to(x.dtype)
+    if thickness > 0:
+        grow = F.max_pool2d(ink, 3, stride=1, padding=1)
+        shrink = -F.max_pool2d(-ink, 3, stride=1, padding=1)
+        amount = torch.rand(n, 1, 1, 1, generator=generator, device=x.device) * 1.5 - 0.5   # -0.5 thin .. 1 thick
+        changed = torch.where(amount > 0, ink + amount * (grow - ink), ink - amount * (shrink - ink))
+        ink = torch.lerp(ink, changed, pick(thickness))
+    if blur > 0:
+        sigma = 0.4 + 0.8 * torch.rand(n, generator=generator, device=x.device)
+        ink = torch.lerp(ink, _blur(ink, sigma), pick(blur))
+    if low_res > 0:
+        size = int(torch.randint(10, 18, (1,), generator=generator, device=x.device))   # of the 32 px field
+        small = F.interpolate(ink, size=(size, size), mode="area")
+        ink = torch.lerp(ink, F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False), pick(low_res))
+    ink = ink / ink.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    return (ink - mean) / std
+
+
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image Gaussian blur of (N, 1, H, W) with per-image sigma, as one grouped convolution."""
+    radius = 3
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-offsets[None] ** 2 / (2 * sigma[:, None] ** 2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    n = x.shape[0]
+    out = F.conv2d(x.transpose(0, 1), kernel.view(n, 1, 1, -1), padding=(0, radius), groups=n)
+    out = F.conv2d(out, kernel.view(n, 1, -1, 1), padding=(radius, 0), groups=n)
+    return out.transpose(0, 1)
+
+
+def not_digits(pairs: torch.Tensor, *, mean: float, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Standardized images that hold no single digit, as the normalizer would frame them: half are
+    two digits side by side (from the 2k digits given), half random pen scribbles. k = len(pairs) // 2."""
+    k = len(pairs) // 2
+    ink = pairs * std + mean                                    # (2k, 1, 32, 32), the digit in rows/cols 6-25
+    side_by_side = torch.cat([ink[:k, :, 2:30, 6:26], ink[k:, :, 2:30, 6:26]], dim=3)   # (k, 1, 28, 40)
+    squeezed = F.interpolate(side_by_side, size=(14, 20), mode="bilinear", align_corners=False)
+    two = torch.zeros(k, 1, 32, 32, dtype=pairs.dtype, device=pairs.device)
+    two[:, :, 9:23, 6:26] = squeezed
+    scribbles = _scribbles(k - k // 2, pairs, generator)
+    out = torch.cat([two[:k // 2], scribbles]).clamp(0, 1)
+    out = out / out.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    return (out - mean) / std
+
+
+def _scribbles(n: int, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """n random pen paths (4-7 straight strokes, 1-2 px wide) across the 20x20 digit box."""
+    corners = 6 + 20 * torch.rand(n, int(torch.randint(5, 9, (1,), generator=generator)), 2,
+                                  generator=generator, device=like.device)
+    t = torch.linspace(0, 1, 12, device=like.device)[None, None, :, None]
+    points = (corners[:, :-1, None] + t * (corners[:, 1:, None] - corners[:, :-1, None])).reshape(n, -1, 2)
+    yy, xx = torch.meshgrid(torch.arange(32, device=like.device), torch.arange(32, device=like.device), indexing="ij")
+    grid = torch.stack([yy, xx], dim=-1).reshape(1, 1, -1, 2).to(like.dtype)
+    width = 0.6 + 0.6 * torch.rand(n, 1, 1, generator=generator, device=like.device)
+    distance = ((points[:, :, None] - grid) ** 2).sum(-1)               # (n, points, 1024)
+    ink = torch.exp(-distance / (2 * width ** 2)).amax(dim=1)
+    return ink.reshape(n, 1, 32, 32)

@@ -2,7 +2,10 @@
 
 Label smoothing caps a model's confidence (a clear digit gets about 0.92); one scalar T,
 fitted so that softmax(logits / T) minimizes the negative log-likelihood, fixes that without
-changing any prediction. T is fitted on the clean training digits, never on the test set.
+changing any prediction. T is fitted on training digits only, never on the test set or the
+evaluation sets: half of the weight on the clean digits, half on the last CALIBRATION_DIGITS
+training digits drawn in every user style (`training.user_styles`), because the confidence
+must hold on what users send, where the model is less sure than on MNIST.
 
     python -m training.calibrate artifacts/lenet5_mnist.pt   # (re)fits T into metrics.json
 """
@@ -10,17 +13,41 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.preprocess import to_model_input
-from training.data import ensure_mnist, load_digits
+from model.preprocess import ImageRejected, decode_image, normalize_digit, to_model_input
+from training.data import ensure_mnist, load_digits, load_raw
+from training.user_styles import FAILURE_CLASSES, STYLES
+
+CALIBRATION_DIGITS = 150    # per user style: 1,950 images, a few seconds to draw
+MAX_PIXELS = 25_000_000
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The T in [0.03, 3] (log-spaced grid) minimizing the NLL of softmax(logits / T)."""
+def user_style_inputs(root, count: int = CALIBRATION_DIGITS, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model inputs and labels of the last `count` training digits drawn in every user style,
+    through the serving preprocessing (refused images left out)."""
+    images, labels = load_raw(root, train=True)
+    images, labels = images[-count:].numpy(), labels[-count:].tolist()
+    digits, kept = [], []
+    for i, draw in enumerate({**STYLES, **FAILURE_CLASSES}.values()):
+        rng = np.random.default_rng([seed, i])
+        for image, label in zip(images, labels):
+            try:
+                digits.append(normalize_digit(decode_image(draw(image, rng), MAX_PIXELS)))
+                kept.append(label)
+            except ImageRejected:
+                pass
+    return to_model_input(torch.from_numpy(np.stack(digits))), torch.tensor(kept)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *more) -> float:
+    """The T in [0.03, 3] (log-spaced grid) minimizing the NLL of softmax(logits / T), averaged
+    with equal weight over each (logits, labels) set given."""
+    sets = [(logits, labels), *zip(more[::2], more[1::2])]
     grid = torch.logspace(-1.5, 0.5, 401)
-    nll = torch.stack([F.cross_entropy(logits / t, labels) for t in grid])
+    nll = torch.stack([sum(F.cross_entropy(x / t, y) for x, y in sets) for t in grid])
     return round(grid[nll.argmin()].item(), 4)
 
 
@@ -37,8 +64,8 @@ def calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: i
     return round(float(error), 6)
 
 
-def calibration_report(train_logits, train_labels, test_logits, test_labels) -> dict:
-    temperature = fit_temperature(train_logits, train_labels)
+def calibration_report(train_logits, train_labels, style_logits, style_labels, test_logits, test_labels) -> dict:
+    temperature = fit_temperature(train_logits, train_labels, style_logits, style_labels)
     return {
         "temperature": temperature,
         "test_calibration_error_before": calibration_error(test_logits.softmax(dim=1), test_labels),
@@ -59,7 +86,8 @@ def main(argv=None) -> dict:
     for train in (True, False):
         digits, labels = load_digits(root, train)
         splits += [predict(model, to_model_input(digits)), labels]
-    report = calibration_report(*splits)
+    style_inputs, style_labels = user_style_inputs(root)
+    report = calibration_report(*splits[:2], predict(model, style_inputs), style_labels, *splits[2:])
     metrics_file = Path(args.state_dict).with_name("metrics.json")
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     metrics_file.write_text(json.dumps({**metrics, **report}, indent=2))

@@ -16,14 +16,15 @@ import torch.nn.functional as F
 import yaml
 
 from model.lenet5 import LeNet5
-from model.preprocess import to_model_input
-from training.augment import augment
-from training.calibrate import calibration_report
+from model.preprocess import MEAN, STD, to_model_input
+from training.augment import augment, not_digits, strokes
+from training.calibrate import calibration_report, user_style_inputs
 from training.data import checksum, ensure_mnist, load_digits
 from training.evaluate import predict, report
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "training.yaml"
 AUGMENT_KEYS = ("rotate_deg", "scale", "shear_deg", "translate_px", "elastic_alpha", "elastic_sigma")
+STROKE_KEYS = ("thickness", "blur", "low_res")
 
 
 def parse_config(argv=None) -> dict:
@@ -81,6 +82,8 @@ def train(cfg: dict) -> dict:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"],
                                                    total_steps=cfg["epochs"] * steps_per_epoch)
     augment_args = {key: cfg[key] for key in AUGMENT_KEYS}
+    stroke_args = {key: cfg[key] for key in STROKE_KEYS}
+    outliers = round(cfg["not_digit_share"] * cfg["batch_size"])
     history = []
     started = time.perf_counter()
     for epoch in range(1, cfg["epochs"] + 1):
@@ -91,8 +94,15 @@ def train(cfg: dict) -> dict:
         for step in range(steps_per_epoch):
             batch = order[step * cfg["batch_size"]:(step + 1) * cfg["batch_size"]]
             inputs = augment(x_train[batch], generator=generator, **augment_args)
-            logits = model(inputs)
+            inputs = strokes(inputs, mean=MEAN, std=STD, generator=generator, **stroke_args)
+            if outliers:
+                others = order[torch.randint(len(order), (2 * outliers,), generator=generator, device=device)]
+                inputs = torch.cat([inputs, not_digits(x_train[others], mean=MEAN, std=STD, generator=generator)])
+            all_logits = model(inputs)
+            logits = all_logits[:len(batch)]
             loss = F.cross_entropy(logits, y_train[batch], label_smoothing=cfg["label_smoothing"])
+            if outliers:   # outlier exposure: no digit should get a confident answer
+                loss = loss - cfg["not_digit_weight"] * all_logits[len(batch):].log_softmax(dim=1).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -111,9 +121,12 @@ def train(cfg: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.cpu() for k, v in averaged.module.state_dict().items()}, out / "lenet5_mnist.pt")
     test_logits = predict(averaged.module, x_test)
+    style_inputs, style_labels = user_style_inputs(root)
     metrics = {
         **report(test_logits.argmax(dim=1), y_test),
-        **calibration_report(predict(averaged.module, x_train), y_train, test_logits, y_test),
+        **calibration_report(predict(averaged.module, x_train), y_train,
+                             predict(averaged.module, style_inputs.to(device)), style_labels.to(device),
+                             test_logits, y_test),
         "epochs": cfg["epochs"],
         "wall_seconds": round(wall, 1),
         "device": str(device),
