@@ -15,8 +15,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-import yaml
 
+from configuration import handler_settings
 from handler.explain import Explainer
 from model.preprocess import to_model_input
 from training.data import load_digits
@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
 WEIGHTS = Path("artifacts/lenet5_mnist.pt")
-SETTINGS = yaml.safe_load(Path("config/model-config.yaml").read_text())["handler"]
+SETTINGS = handler_settings()
 
 
 def render(model, explainer, inputs, labels, index: int, temperature: float, out: Path) -> Path:

@@ -13,6 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
+from configuration import server_properties
 from harness.server import REPO, serving
 from model.preprocess import normalize_digit, to_model_input
 from training.user_styles import mnist_png
@@ -28,8 +29,7 @@ DIGITS = 24
 
 
 def deploy_settings() -> dict:
-    lines = (DEPLOY / "config" / "config.properties").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return server_properties(DEPLOY / "config" / "config.properties")
 
 
 @pytest.fixture(scope="module", params=sorted(ROUTES))

@@ -10,6 +10,7 @@ import pytest
 import requests
 from PIL import Image
 
+from configuration import max_request_size
 from harness.load import worker_deaths
 from training import user_styles as styles
 
@@ -85,7 +86,7 @@ def test_bad_input_gets_its_status_and_json_error(server, bad_inputs, name):
 
 
 def test_a_body_over_max_request_size_is_refused(server):
-    response = server.predict(b"\0" * (10 * 1024 * 1024 + 1), "application/octet-stream")
+    response = server.predict(b"\0" * (max_request_size() + 1), "application/octet-stream")
     assert response.status_code == 413
 
 

@@ -17,12 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from configuration import handler_settings
 from model.preprocess import ImageRejected, decode_image, normalize_digit, to_model_input
 from training.data import ensure_mnist, load_digits, load_raw
 from training.user_styles import FAILURE_CLASSES, STYLES
 
 CALIBRATION_DIGITS = 150    # per user style: 1,950 images, a few seconds to draw
-MAX_PIXELS = 25_000_000
+MAX_PIXELS = handler_settings()["max_pixels"]   # what the handler serves with
 
 
 def user_style_inputs(root, count: int = CALIBRATION_DIGITS, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

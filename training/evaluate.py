@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
+from configuration import handler_settings
 from model.lenet5 import LeNet5
 from model.preprocess import ImageRejected, decode_image, normalize_digit, to_model_input
 from training import eval_sets
@@ -33,7 +33,6 @@ from training.calibrate import calibration_error
 from training.data import ensure_mnist, load_digits, load_raw
 from training.user_styles import FAILURE_CLASSES, STYLES
 
-MODEL_CONFIG = Path(__file__).resolve().parent.parent / "config" / "model-config.yaml"
 CONFIDENT = 0.95      # a wrong answer at least this confident is counted on its own
 UNSURE = 0.5          # a non-digit answered below this confidence is harmless
 SET_NAMES = ("mnist", "user_styles", *eval_sets.SETS, *eval_sets.HELD_OUT, *eval_sets.NOT_DIGITS)
@@ -65,7 +64,7 @@ def report(predicted: torch.Tensor, labels: torch.Tensor) -> dict:
 def served(model: torch.nn.Module, temperature: float, images: list) -> tuple[torch.Tensor, list]:
     """What the handler answers for encoded images: probabilities (a NaN row where refused) and
     the refusal type of each image (None where answered)."""
-    max_pixels = yaml.safe_load(MODEL_CONFIG.read_text())["handler"]["max_pixels"]
+    max_pixels = handler_settings()["max_pixels"]
     digits, refusals = [], []
     for data in images:
         try:
