@@ -1,32 +1,42 @@
-"""What one request carries (raw body, multipart file or base64 JSON) and how a batch is tracked."""
+"""What one request carries, parsed once, and how a batch is tracked.
+
+A request arrives as a raw body, a multipart file, base64 JSON ({"data": ...}, a data: URL too),
+or a KServe instance or input (an image, a 28x28 digit or a 32x32 model input as numbers). `parse`
+turns each into one `Request`: the image to prepare, or the model input sent as such, and the
+digit an explanation is asked for.
+"""
 import base64
 import binascii
 from dataclasses import dataclass, field
 
 import torch
+from PIL import Image
 
-from model.preprocess import ImageRejected
+from handler.tensors import is_tensor, tensor_content
+from model.errors import InvalidRequest
 
-HTTP_STATUS = {"invalid_request": 400, "not_an_image": 400, "image_too_large": 413, "no_digit_found": 422,
-               "too_many_explanations": 429, "internal_error": 500}
 PAYLOAD_FIELDS = ("data", "body", "file", "image")  # where TorchServe puts the body or a form upload
 TARGET = "target"  # the digit an explanation is asked for: a JSON or form field
 
 
-class InvalidRequest(ImageRejected):
-    reason = "invalid_request"
+@dataclass(frozen=True)
+class Request:
+    """One request as the handler answers it: an image (an encoded file or decoded pixels, which
+    `prepare` turns into the digit), or a (1, 32, 32) model input sent as `to_model_input` makes
+    it; and, when it asks why, the digit to explain (None: the predicted one)."""
+
+    image: bytes | Image.Image | None
+    model_input: torch.Tensor | None
+    target: int | None
 
 
-class TooManyExplanations(ImageRejected):
-    """More explanations in one batch than `handler.explain_max_per_batch`: retry, so predictions keep flowing."""
-
-    reason = "too_many_explanations"
-
-
-class InternalError(ImageRejected):
-    """Not the client's fault: an unexpected failure on one image, logged with its traceback."""
-
-    reason = "internal_error"
+def parse(row, explain: bool) -> Request:
+    """The one parse of a request (a TorchServe input row); InvalidRequest when it is malformed."""
+    content = tensor_content(row) if is_tensor(row) else image_bytes(row)
+    target = explain_target(row) if explain else None
+    if isinstance(content, torch.Tensor):
+        return Request(None, content, target)
+    return Request(content, None, target)
 
 
 @dataclass
@@ -36,7 +46,7 @@ class Batch:
     size: int
     accepted: list = field(default_factory=list)       # request indices, in input order
     inputs: torch.Tensor | None = None                 # (len(accepted), 1, 32, 32)
-    rejected: dict = field(default_factory=dict)       # request index -> ImageRejected
+    rejected: dict = field(default_factory=dict)       # request index -> RequestError
     probabilities: torch.Tensor | None = None          # (len(accepted), 10)
     explain: dict = field(default_factory=dict)        # row index asking why -> its target (None: the answer)
     explanations: dict = field(default_factory=dict)   # row index -> what its answer adds: target, attributions

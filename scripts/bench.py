@@ -26,8 +26,8 @@ import torch
 from configuration import handler_settings, model_config
 from harness.archives import floor_archive, pack
 from harness.server import REPO, WEIGHTS, Server, serving
-from model.preprocess import decode_image, normalize_digit, to_model_input
-from training.evaluate import load_model
+from model.inference import load_model, probabilities
+from model.preprocess import prepare, to_model_input
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "5"))   # the JVM compiles its hot paths for seconds
@@ -45,9 +45,9 @@ def in_process_ceiling(png: bytes) -> dict:
     result = {}
     for batch in (1, 16, 64):
         def step():
-            digits = np.stack([normalize_digit(decode_image(png, cap)) for _ in range(batch)])
+            digits = np.stack([prepare(png, cap) for _ in range(batch)])
             with torch.inference_mode():
-                model(to_model_input(torch.from_numpy(digits))).softmax(dim=1)
+                probabilities(model, to_model_input(torch.from_numpy(digits)), temperature=1.0)
         step()
         started, images = time.perf_counter(), 0
         while time.perf_counter() - started < 3:

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from configuration import handler_settings, model_config
-from handler.payload import HTTP_STATUS
 from harness.hostile import (ANSWERS, JSON_VALUES, alpha_only, animations, as_json, base64_payloads, damaged,
                            declared_sizes, hostile_requests, images, png, zlib_bomb)
 from harness.worker import Request
+from model.errors import HTTP_STATUS
 from model.preprocess import decode_image, normalize_digit
 from training.user_styles import encode, mnist_png
 

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from configuration import handler_settings
-from model.preprocess import (MEAN, STD, BlankImage, ImageTooLarge, NotAnImage, decode_image,
-                              normalize_digit, to_model_input)
+from model.errors import BlankImage, ImageTooLarge, NotAnImage
+from model.preprocess import MEAN, STD, decode_image, normalize_digit, to_model_input
 from training import user_styles as styles
 from training.data import load_digits
 

@@ -11,10 +11,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from configuration import handler_settings
-from model.preprocess import BlankImage, decode_image, normalize_digit
+from model.errors import BlankImage
+from model.preprocess import decode_image, normalize_digit
 from training import eval_sets, user_styles
 from harness.server import WEIGHTS
-from training.evaluate import served, served_temperature
+from model.inference import served_temperature
+from training.evaluate import served
 
 MAX_PIXELS = handler_settings()["max_pixels"]
 DIGITS = 100
