@@ -13,7 +13,7 @@ from configuration import handler_settings
 from harness.explanations import incompleteness
 from harness.explanations import logit_gap as harness_logit_gap
 from harness.server import serving
-from model.preprocess import decode_image, normalize_digit
+from model.preprocess import prepare
 from training.user_styles import large_off_centre, mnist_png, photo_jpeg
 
 MAX_PER_BATCH = handler_settings()["explain_max_per_batch"]
@@ -77,7 +77,7 @@ def test_an_explanation_carries_the_normalized_digit_it_was_drawn_on(server, tes
     do not carry it."""
     image = style(test_set[0][3], np.random.default_rng(3))
     answer = server.predict(image, "application/octet-stream", endpoint="explanations").json()
-    expected = normalize_digit(decode_image(image, handler_settings()["max_pixels"]))
+    expected = prepare(image, handler_settings()["max_pixels"])
     np.testing.assert_array_equal(np.array(answer["normalized_digit"]), expected)
     assert not np.array_equal(expected, test_set[0][3])
     assert "normalized_digit" not in server.predict(image, "application/octet-stream").json()

@@ -1,6 +1,6 @@
 """When a freshly started TorchServe says it is healthy, and when it can really answer.
 
-    PYTHONPATH=. .venv/bin/python docs/experiments/readiness_timeline.py --runs 3
+    PYTHONPATH=. .venv/bin/python experiments/readiness_timeline.py --runs 3
 
 Starts the shipped bundle as the tests do (harness/server.py), then every 0.1 s asks /ping,
 the management API (every worker READY) and scripts/healthcheck.py, and prints the seconds
