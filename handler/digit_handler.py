@@ -106,10 +106,12 @@ class DigitHandler(BaseHandler):
         digits, sent = {}, {}   # row of the batch's inputs -> a 28x28 uint8 digit / a model input as sent
         for idx, row in enumerate(data):
             try:
-                explain = self.context.get_request_header(batch.request(idx), "explain") == "True"
-                request = parse(row, explain)
+                headers = self.context.get_all_request_header(batch.request(idx))
+                content_types = {name: value.get("content-type") for name, value in headers.items()
+                                 if isinstance(value, dict)}   # TorchServe's per-field headers
+                request = parse(row, headers.get("explain") == "True", content_types)
                 digit = None if request.image is None else torch.from_numpy(prepare(request.image, self.max_pixels))
-                if explain:
+                if headers.get("explain") == "True":
                     if len(batch.explain) == self.explain_max_per_batch:
                         raise TooManyExplanations(f"this batch already holds {self.explain_max_per_batch} "
                                                   "explanations, the server's limit: retry in a moment")

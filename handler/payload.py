@@ -7,13 +7,14 @@ digit an explanation is asked for.
 """
 import base64
 import binascii
+import json
 from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
 
 from handler.tensors import is_tensor, tensor_content
-from model.errors import InvalidRequest
+from model.errors import InvalidRequest, NotAnImage
 
 PAYLOAD_FIELDS = ("data", "body", "file", "image")  # where TorchServe puts the body or a form upload
 TARGET = "target"  # the digit an explanation is asked for: a JSON or form field
@@ -30,9 +31,10 @@ class Request:
     target: int | None
 
 
-def parse(row, explain: bool) -> Request:
-    """The one parse of a request (a TorchServe input row); InvalidRequest when it is malformed."""
-    content = tensor_content(row) if is_tensor(row) else image_bytes(row)
+def parse(row, explain: bool, content_types: dict | None = None) -> Request:
+    """The one parse of a request (a TorchServe input row, with the content type of each of its
+    fields); InvalidRequest when it is malformed."""
+    content = tensor_content(row) if is_tensor(row) else image_bytes(row, content_types or {})
     target = explain_target(row) if explain else None
     if isinstance(content, torch.Tensor):
         return Request(None, content, target)
@@ -59,24 +61,29 @@ class Batch:
         return idx if self.size == self.requests else 0
 
 
-def image_bytes(row: dict) -> bytes:
-    """The image of one request: the raw body, a multipart file, or JSON {"data": "<base64>"}."""
+def image_bytes(row: dict, content_types: dict) -> bytes:
+    """The image of one request: the raw body, a multipart file, or JSON {"data": "<base64>"}.
+    TorchServe passes a JSON body it could not parse on as bytes: its content type tells."""
     if not isinstance(row, dict):
         raise InvalidRequest("each KServe instance must be {\"data\": \"<base64-encoded image>\"} "
                              "or a 28x28 or 32x32 list of numbers")
-    values = ([row[name] for name in PAYLOAD_FIELDS if row.get(name) is not None]
-              or [value for name, value in row.items() if name != TARGET])
-    if len(values) != 1:
+    fields = ([name for name in PAYLOAD_FIELDS if row.get(name) is not None]
+              or [name for name in row if name != TARGET])
+    if len(fields) != 1:
         raise InvalidRequest("send exactly one image: as the request body (Content-Type: image/png or "
                              "application/octet-stream), as one multipart file, or as JSON {\"data\": \"<base64>\"}")
-    value = values[0]
+    value = row[fields[0]]
     if isinstance(value, (bytes, bytearray)):
+        if (content_types.get(fields[0]) or "").split(";")[0].strip().lower() == "application/json":
+            raise InvalidRequest("the body is not valid JSON: send {\"data\": \"<base64-encoded image>\"}")
         return bytes(value)
     if isinstance(value, dict):  # TorchServe already parsed a JSON body
         value = value.get("data")
     if not isinstance(value, str):
         raise InvalidRequest("a JSON body must look like {\"data\": \"<base64-encoded image>\"}")
     encoded = value.partition(",")[2] if value.startswith("data:") else value  # data URLs too
+    if not encoded:
+        raise NotAnImage("the \"data\" field is empty: put the base64-encoded image in it")
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -91,6 +98,6 @@ def explain_target(row) -> int | None:
     if not found:
         return None
     value = found[0].decode() if isinstance(found[0], (bytes, bytearray)) else found[0]
-    if str(value).strip() not in {str(digit) for digit in range(10)}:
-        raise InvalidRequest(f"\"target\" must be a digit from 0 to 9, not {value!r}")
+    if isinstance(value, bool) or str(value).strip() not in {str(digit) for digit in range(10)}:
+        raise InvalidRequest(f"\"target\" must be an integer from 0 to 9, not {json.dumps(value)}")
     return int(value)

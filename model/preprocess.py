@@ -15,6 +15,7 @@ The path has two steps, `prepare` (bytes or an image -> digit) then `to_model_in
    blur the strokes) and standardizes them.
 """
 import io
+import re
 import warnings
 
 import numpy as np
@@ -65,8 +66,10 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise NotAnImage("the request body is empty: send the image file as the body")
     try:
         img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:  # Pillow's own, far higher limit
-        raise ImageTooLarge(f"{exc}: send a smaller image") from None
+    except Image.DecompressionBombError as exc:  # over Pillow's own, far higher limit: quote ours
+        found = re.search(r"Image size \((\d+) pixels\)", str(exc))
+        pixels = found[1] if found else f"over {2 * Image.MAX_IMAGE_PIXELS}"
+        raise ImageTooLarge(f"the image is {pixels} pixels; the limit is {max_pixels}: send a smaller image") from None
     except Exception as exc:  # Pillow raises many types for garbage input
         raise NotAnImage(f"the body is not an image Pillow can decode ({exc.__class__.__name__})") from None
     width, height = img.size

@@ -13,6 +13,7 @@ from configuration import handler_settings
 from harness.explanations import incompleteness
 from harness.explanations import logit_gap as harness_logit_gap
 from harness.server import serving
+from model.errors import TooManyExplanations
 from model.preprocess import prepare
 from training.user_styles import large_off_centre, mnist_png, photo_jpeg
 
@@ -91,6 +92,11 @@ def test_a_target_that_is_no_digit_is_refused(server, test_set, target):
     assert (error["code"], error["type"]) == (400, "invalid_request") and "target" in error["message"]
 
 
+def test_a_target_of_true_is_refused_as_sent(server, test_set):
+    error = explain(server, test_set[0][0], True).json()
+    assert error["message"] == '"target" must be an integer from 0 to 9, not true'
+
+
 def test_bad_explanations_do_not_disturb_their_batch_peers(server, test_set, in_process, logit_gap):
     images = test_set[0][100:103]
     bad = [(b"%PDF-1.4", "application/octet-stream", 400, "not_an_image"),
@@ -128,5 +134,6 @@ def test_a_batch_explains_at_most_its_limit_and_predicts_everything(slow_batches
     for image, response in zip(images, responses):
         if response.status_code == 429:
             assert response.json()["type"] == "too_many_explanations"
+            assert response.headers["Retry-After"] == str(TooManyExplanations.retry_after_s)
         elif "attributions" in response.json():
             assert_complete(response.json(), logit_gap(image, response.json()["target"]))
