@@ -1,4 +1,4 @@
-"""The one reader of config/model-config.yaml and config/config.properties.
+"""The one reader of config/: model-config.yaml, config.properties and training.yaml.
 
 Every value a test, script or training step needs from the serving config (the archive's batch
 size, the handler's pixel cap, the server's body limit and addresses) is read here, never copied
@@ -17,11 +17,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent
 MODEL_CONFIG = REPO / "config" / "model-config.yaml"
 SERVER_CONFIG = REPO / "config" / "config.properties"
+TRAINING_CONFIG = REPO / "config" / "training.yaml"
 
 
 def model_config(path: Path = MODEL_CONFIG) -> dict:
-    """A model-config.yaml (the shipped one unless `path` names another, e.g. an archive's copy).
-    PyYAML is imported here, so that reading config.properties needs the standard library only."""
+    """A model-config.yaml (the shipped one unless `path` names another, e.g. an archive's copy)."""
+    return _yaml(path)
+
+
+def training_config(path: Path = TRAINING_CONFIG) -> dict:
+    """The training recipe's defaults (`python -m training.train` flags override them)."""
+    return _yaml(path)
+
+
+def _yaml(path: Path) -> dict:
+    """PyYAML is imported here, so that reading config.properties needs the standard library only."""
     import yaml
 
     return yaml.safe_load(Path(path).read_text())

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
+from configuration import training_config
 from model.lenet5 import LeNet5
 from model.preprocess import MEAN, STD, to_model_input
 from training.augment import augment, not_digits, strokes
@@ -22,14 +22,13 @@ from training.calibrate import calibration_report, user_style_inputs
 from training.data import checksum, ensure_mnist, load_digits
 from training.evaluate import predict, report
 
-CONFIG = Path(__file__).resolve().parent.parent / "config" / "training.yaml"
 AUGMENT_KEYS = ("rotate_deg", "scale", "shear_deg", "translate_px", "elastic_alpha", "elastic_sigma")
 STROKE_KEYS = ("thickness", "blur", "low_res")
 
 
 def parse_config(argv=None) -> dict:
     """config/training.yaml, overridden by command-line flags of the same names."""
-    defaults = yaml.safe_load(CONFIG.read_text())
+    defaults = training_config()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-subset", type=int, default=0,
                         help="train on the first N digits only (quick checks); 0 = all 60,000")
