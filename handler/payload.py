@@ -97,7 +97,7 @@ def explain_target(row) -> int | None:
     found = [place[TARGET] for place in places if isinstance(place, dict) and place.get(TARGET) is not None]
     if not found:
         return None
-    value = found[0].decode() if isinstance(found[0], (bytes, bytearray)) else found[0]
-    if isinstance(value, bool) or str(value).strip() not in {str(digit) for digit in range(10)}:
+    value = found[0].decode(errors="replace") if isinstance(found[0], (bytes, bytearray)) else found[0]
+    if str(value).strip() not in {str(digit) for digit in range(10)}:
         raise InvalidRequest(f"\"target\" must be an integer from 0 to 9, not {json.dumps(value)}")
     return int(value)

@@ -116,6 +116,11 @@ def test_animated_gif_uses_its_first_frame(test_set):
     assert np.abs(first.astype(int) - normalize_digit(frames[0]).astype(int)).mean() < 2
 
 
+def test_a_target_that_is_not_text_is_an_invalid_request(worker, digits):
+    form = [("file", "image/png", digits[0][0]), ("target", "application/octet-stream", b"\xff\xfe")]
+    assert kind(worker.predict([form], [{"explain": "True"}])[0]) == "invalid_request"
+
+
 def test_wrong_base64_and_json_shapes_are_invalid_requests(worker):
     for payload in (as_json({"data": "%%%"}), as_json([1, 2]), as_json("not base64!")):
         assert kind(worker.answer(payload)) == "invalid_request", payload
