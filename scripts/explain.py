@@ -17,15 +17,15 @@ import torch
 
 from configuration import handler_settings
 from handler.explain import Explainer
+from harness.server import WEIGHTS
+from model.inference import load_model, probabilities, served_temperature
 from model.preprocess import to_model_input
 from training.data import load_digits
-from model.inference import load_model, probabilities, served_temperature
 from training.evaluate import predict
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
-WEIGHTS = Path("artifacts/lenet5_mnist.pt")
 SETTINGS = handler_settings()
 
 
