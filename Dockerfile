@@ -15,7 +15,8 @@ COPY model_stor[e]/mnist.ma[r] ./
 RUN test -f mnist.mar || { echo "model_store/mnist.mar missing: run 'make archive' first" >&2; exit 1; }
 
 # The serving subset of requirements.txt: every pin but the test, fuzzing, browser-test,
-# evaluation-set and lint tools.
+# evaluation-set and lint tools. matplotlib stays: Captum, which computes the explanations
+# in the handler, requires it.
 FROM ${PYTHON_IMAGE} AS requirements
 WORKDIR /stage
 COPY requirements.txt ./
@@ -49,7 +50,7 @@ RUN --mount=type=bind,from=requirements,source=/stage/serving-requirements.txt,t
 WORKDIR /home/model-server
 COPY --from=model /stage/mnist.mar model_store/
 COPY config/config.properties config/log4j2.xml config/
-COPY --chmod=0755 scripts/container_start.sh scripts/healthcheck.py /usr/local/bin/
+COPY --chmod=0755 container/container_start.sh container/healthcheck.py /usr/local/bin/
 # model-server, by number, so that a runtime can verify it is not root.
 USER 1000
 

@@ -23,9 +23,10 @@ from ts.torch_handler.base_handler import BaseHandler
 from ts.utils.util import PredictionException
 
 from handler.explain import Explainer
-from handler.payload import HTTP_STATUS, Batch, InternalError, TooManyExplanations, explain_target, image_bytes
-from handler.tensors import is_tensor, tensor_digit
-from model.preprocess import INPUT_SIZE, ImageRejected, decode_image, normalize_digit, to_model_input
+from handler.payload import Batch, parse
+from model.errors import InternalError, RequestError, TooManyExplanations
+from model.inference import TRAINING_RECORD, probabilities
+from model.preprocess import INPUT_SIZE, prepare, to_model_input
 
 logger = logging.getLogger(__name__)
 M_MMAP_THRESHOLD = -3   # glibc's mallopt parameter
@@ -66,7 +67,7 @@ class DigitHandler(BaseHandler):
             torch.set_num_threads(int(settings["torch_threads"]))
         super().initialize(context)
         # Training's record, packed in the archive: its softmax temperature calibrates confidence.
-        training = Path(context.system_properties["model_dir"], "metrics.json")
+        training = Path(context.system_properties["model_dir"], TRAINING_RECORD)
         self.temperature = float(json.loads(training.read_text())["temperature"])
         self.explainer = Explainer(self.model, steps=int(settings["explain_steps"]))
         self.predictor = self._predictor(optimize=bool(settings.get("optimize", False)))
@@ -102,21 +103,27 @@ class DigitHandler(BaseHandler):
             raise PredictionException('send KServe v1 {"instances": [...]} or v2 {"inputs": [...]}', 400)
         started = time.perf_counter()
         batch = Batch(size=len(data), requests=len(self.context.request_ids))
-        rows = []
+        digits, sent = {}, {}   # row of the batch's inputs -> a 28x28 uint8 digit / a model input as sent
         for idx, row in enumerate(data):
             try:
-                model_input = self._model_input(row)
-                if self.context.get_request_header(batch.request(idx), "explain") == "True":
-                    target = explain_target(row)
+                headers = self.context.get_all_request_header(batch.request(idx))
+                content_types = {name: value.get("content-type") for name, value in headers.items()
+                                 if isinstance(value, dict)}   # TorchServe's per-field headers
+                request = parse(row, headers.get("explain") == "True", content_types)
+                digit = None if request.image is None else torch.from_numpy(prepare(request.image, self.max_pixels))
+                if headers.get("explain") == "True":
                     if len(batch.explain) == self.explain_max_per_batch:
                         raise TooManyExplanations(f"this batch already holds {self.explain_max_per_batch} "
                                                   "explanations, the server's limit: retry in a moment")
-                    batch.explain[idx] = target
-                    if model_input.dtype == torch.uint8:   # the map is drawn over the digit the model saw
-                        batch.explanations[idx] = {"normalized_digit": model_input.tolist()}
-                rows.append(model_input)
+                    batch.explain[idx] = request.target
+                    if digit is not None:   # the map is drawn over the digit the model saw
+                        batch.explanations[idx] = {"normalized_digit": digit.tolist()}
+                if digit is None:
+                    sent[len(batch.accepted)] = request.model_input
+                else:
+                    digits[len(batch.accepted)] = digit
                 batch.accepted.append(idx)
-            except ImageRejected as error:
+            except RequestError as error:
                 # A copy without the traceback, which holds this frame and so the batch: a cycle
                 # only the garbage collector's rare full passes free, ~100 bytes a rejected
                 # request, +2 MB/min per worker under hostile traffic (README, "Reliability").
@@ -124,32 +131,26 @@ class DigitHandler(BaseHandler):
             except Exception as error:  # a bug of ours: answer this request 500, spare its peers
                 logger.exception("preprocessing request %d failed", idx)
                 batch.rejected[idx] = InternalError(f"the server failed on this image ({error.__class__.__name__})")
-        if rows:
-            batch.inputs = self._stack(rows).to(self.device)
+        if batch.accepted:
+            batch.inputs = self._stack(digits, sent).to(self.device)
         self._count("DigitPreprocessMs", (time.perf_counter() - started) * 1000)
         return batch
 
-    def _model_input(self, row) -> torch.Tensor:
-        """A 28x28 uint8 digit (an image file or a 28x28 tensor, through the one preprocessing
-        path) or a (1, 32, 32) model input sent as such."""
-        digit = tensor_digit(row) if is_tensor(row) else decode_image(image_bytes(row), self.max_pixels)
-        return digit if isinstance(digit, torch.Tensor) else torch.from_numpy(normalize_digit(digit))
-
     @staticmethod
-    def _stack(rows: list) -> torch.Tensor:
-        """(N, 1, 32, 32): the digits standardized in one to_model_input call, model inputs as sent."""
-        inputs = torch.empty(len(rows), 1, INPUT_SIZE, INPUT_SIZE)
-        for is_digit in (True, False):
-            picked = [i for i, row in enumerate(rows) if (row.dtype == torch.uint8) == is_digit]
-            if picked:
-                stacked = torch.stack([rows[i] for i in picked])
-                inputs[picked] = to_model_input(stacked) if is_digit else stacked
+    def _stack(digits: dict, sent: dict) -> torch.Tensor:
+        """(N, 1, 32, 32) in row order: the digits standardized in one to_model_input call, the
+        model inputs as sent."""
+        inputs = torch.empty(len(digits) + len(sent), 1, INPUT_SIZE, INPUT_SIZE)
+        if digits:
+            inputs[list(digits)] = to_model_input(torch.stack(list(digits.values())))
+        if sent:
+            inputs[list(sent)] = torch.stack(list(sent.values()))
         return inputs
 
     def inference(self, batch):
         if batch.inputs is not None:
             with torch.inference_mode():
-                batch.probabilities = torch.softmax(self.predictor(batch.inputs) / self.temperature, dim=1).cpu()
+                batch.probabilities = probabilities(self.predictor, batch.inputs, self.temperature).cpu()
         if batch.explain:
             rows = [batch.accepted.index(idx) for idx in batch.explain]
             targets = [int(batch.probabilities[row].argmax()) if target is None else target
@@ -178,9 +179,11 @@ class DigitHandler(BaseHandler):
             for d, n in Counter(digit.tolist()).items():
                 self._count("DigitPredictions", n, str(d))
         for idx, error in batch.rejected.items():
-            status = HTTP_STATUS[error.reason]
-            responses[idx] = self._reply(batch.request(idx), status,
-                                         {"code": status, "type": error.reason, "message": str(error)})
+            request = batch.request(idx)
+            if isinstance(error, TooManyExplanations):
+                self.context.set_response_header(request, "Retry-After", str(error.retry_after_s))
+            responses[idx] = self._reply(request, error.status,
+                                         {"code": error.status, "type": error.reason, "message": str(error)})
         for reason, n in Counter(e.reason for e in batch.rejected.values()).items():
             self._count("DigitRejections", n, reason)
         return responses

@@ -1,32 +1,44 @@
-"""What one request carries (raw body, multipart file or base64 JSON) and how a batch is tracked."""
+"""What one request carries, parsed once, and how a batch is tracked.
+
+A request arrives as a raw body, a multipart file, base64 JSON ({"data": ...}, a data: URL too),
+or a KServe instance or input (an image, a 28x28 digit or a 32x32 model input as numbers). `parse`
+turns each into one `Request`: the image to prepare, or the model input sent as such, and the
+digit an explanation is asked for.
+"""
 import base64
 import binascii
+import json
 from dataclasses import dataclass, field
 
 import torch
+from PIL import Image
 
-from model.preprocess import ImageRejected
+from handler.tensors import is_tensor, tensor_content
+from model.errors import InvalidRequest, NotAnImage
 
-HTTP_STATUS = {"invalid_request": 400, "not_an_image": 400, "image_too_large": 413, "no_digit_found": 422,
-               "too_many_explanations": 429, "internal_error": 500}
 PAYLOAD_FIELDS = ("data", "body", "file", "image")  # where TorchServe puts the body or a form upload
 TARGET = "target"  # the digit an explanation is asked for: a JSON or form field
 
 
-class InvalidRequest(ImageRejected):
-    reason = "invalid_request"
+@dataclass(frozen=True)
+class Request:
+    """One request as the handler answers it: an image (an encoded file or decoded pixels, which
+    `prepare` turns into the digit), or a (1, 32, 32) model input sent as `to_model_input` makes
+    it; and, when it asks why, the digit to explain (None: the predicted one)."""
+
+    image: bytes | Image.Image | None
+    model_input: torch.Tensor | None
+    target: int | None
 
 
-class TooManyExplanations(ImageRejected):
-    """More explanations in one batch than `handler.explain_max_per_batch`: retry, so predictions keep flowing."""
-
-    reason = "too_many_explanations"
-
-
-class InternalError(ImageRejected):
-    """Not the client's fault: an unexpected failure on one image, logged with its traceback."""
-
-    reason = "internal_error"
+def parse(row, explain: bool, content_types: dict | None = None) -> Request:
+    """The one parse of a request (a TorchServe input row, with the content type of each of its
+    fields); InvalidRequest when it is malformed."""
+    content = tensor_content(row) if is_tensor(row) else image_bytes(row, content_types or {})
+    target = explain_target(row) if explain else None
+    if isinstance(content, torch.Tensor):
+        return Request(None, content, target)
+    return Request(content, None, target)
 
 
 @dataclass
@@ -36,7 +48,7 @@ class Batch:
     size: int
     accepted: list = field(default_factory=list)       # request indices, in input order
     inputs: torch.Tensor | None = None                 # (len(accepted), 1, 32, 32)
-    rejected: dict = field(default_factory=dict)       # request index -> ImageRejected
+    rejected: dict = field(default_factory=dict)       # request index -> RequestError
     probabilities: torch.Tensor | None = None          # (len(accepted), 10)
     explain: dict = field(default_factory=dict)        # row index asking why -> its target (None: the answer)
     explanations: dict = field(default_factory=dict)   # row index -> what its answer adds: target, attributions
@@ -49,24 +61,29 @@ class Batch:
         return idx if self.size == self.requests else 0
 
 
-def image_bytes(row: dict) -> bytes:
-    """The image of one request: the raw body, a multipart file, or JSON {"data": "<base64>"}."""
+def image_bytes(row: dict, content_types: dict) -> bytes:
+    """The image of one request: the raw body, a multipart file, or JSON {"data": "<base64>"}.
+    TorchServe passes a JSON body it could not parse on as bytes: its content type tells."""
     if not isinstance(row, dict):
         raise InvalidRequest("each KServe instance must be {\"data\": \"<base64-encoded image>\"} "
                              "or a 28x28 or 32x32 list of numbers")
-    values = ([row[name] for name in PAYLOAD_FIELDS if row.get(name) is not None]
-              or [value for name, value in row.items() if name != TARGET])
-    if len(values) != 1:
+    fields = ([name for name in PAYLOAD_FIELDS if row.get(name) is not None]
+              or [name for name in row if name != TARGET])
+    if len(fields) != 1:
         raise InvalidRequest("send exactly one image: as the request body (Content-Type: image/png or "
                              "application/octet-stream), as one multipart file, or as JSON {\"data\": \"<base64>\"}")
-    value = values[0]
+    value = row[fields[0]]
     if isinstance(value, (bytes, bytearray)):
+        if (content_types.get(fields[0]) or "").split(";")[0].strip().lower() == "application/json":
+            raise InvalidRequest("the body is not valid JSON: send {\"data\": \"<base64-encoded image>\"}")
         return bytes(value)
     if isinstance(value, dict):  # TorchServe already parsed a JSON body
         value = value.get("data")
     if not isinstance(value, str):
         raise InvalidRequest("a JSON body must look like {\"data\": \"<base64-encoded image>\"}")
     encoded = value.partition(",")[2] if value.startswith("data:") else value  # data URLs too
+    if not encoded:
+        raise NotAnImage("the \"data\" field is empty: put the base64-encoded image in it")
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -80,7 +97,7 @@ def explain_target(row) -> int | None:
     found = [place[TARGET] for place in places if isinstance(place, dict) and place.get(TARGET) is not None]
     if not found:
         return None
-    value = found[0].decode() if isinstance(found[0], (bytes, bytearray)) else found[0]
+    value = found[0].decode(errors="replace") if isinstance(found[0], (bytes, bytearray)) else found[0]
     if str(value).strip() not in {str(digit) for digit in range(10)}:
-        raise InvalidRequest(f"\"target\" must be a digit from 0 to 9, not {value!r}")
+        raise InvalidRequest(f"\"target\" must be an integer from 0 to 9, not {json.dumps(value)}")
     return int(value)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from handler.payload import InvalidRequest
+from model.errors import InvalidRequest
 from model.preprocess import INPUT_SIZE, MNIST_SIZE, to_model_input
 
 # What to_model_input makes of paper (0) and full ink (255), float32 rounding allowed.
@@ -24,7 +24,7 @@ def is_tensor(row) -> bool:
     return isinstance(row, list) or (isinstance(row, dict) and row.get("datatype", "BYTES") != "BYTES")
 
 
-def tensor_digit(row) -> Image.Image | torch.Tensor:
+def tensor_content(row) -> Image.Image | torch.Tensor:
     """A tensor row as the image of a digit (28x28) or as the (1, 32, 32) model input itself."""
     try:
         pixels = np.asarray(row if isinstance(row, list) else row.get("data"), dtype=np.float64)

@@ -9,7 +9,7 @@ import torch
 
 from PIL import Image
 
-from model.preprocess import normalize_digit, to_model_input
+from model.preprocess import prepare, to_model_input
 
 SUM_ROUNDING = 2e-3    # 1,024 attributions travel rounded to 6 decimals
 MAX_DELTA_SHARE = 0.1  # of the logit gap (of one logit when the gap is smaller: a 1 barely moves from blank)
@@ -18,7 +18,7 @@ MAX_DELTA_SHARE = 0.1  # of the logit gap (of one logit when the gap is smaller:
 def logit_gap(model: torch.nn.Module, image: np.ndarray, target: int) -> float:
     """logit_target(digit) - logit_target(blank page) of a raw 28x28 digit through the serving
     preprocessing, on the model's device: what a complete map of it sums to."""
-    digits = torch.from_numpy(np.stack([normalize_digit(Image.fromarray(image)), np.zeros_like(image)]))
+    digits = torch.from_numpy(np.stack([prepare(Image.fromarray(image)), np.zeros_like(image)]))
     device = next(model.parameters()).device
     with torch.no_grad():
         digit, blank = model(to_model_input(digits).to(device))[:, target].tolist()

@@ -17,7 +17,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from handler.payload import HTTP_STATUS
+from model.errors import HTTP_STATUS
 from harness.worker import Request
 from training.user_styles import encode
 

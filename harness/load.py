@@ -21,17 +21,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import psutil
 import requests
-import yaml
 
-from harness.server import REPO, Server
+from configuration import max_request_size, model_config
+from harness.server import Server
 from harness.hostile import hostile_requests, sample
 from harness.worker import Request, Worker
 from training.user_styles import mnist_png
 
-MODEL_CONFIG = yaml.safe_load((REPO / "config" / "model-config.yaml").read_text())
+MODEL_CONFIG = model_config()
 RESPONSE_TIMEOUT = MODEL_CONFIG["responseTimeout"]
-MAX_REQUEST_SIZE = int(re.search(r"^max_request_size=(\d+)$", (REPO / "config" / "config.properties").read_text(),
-                                 re.M).group(1))
+MAX_REQUEST_SIZE = max_request_size()
 DEATH = re.compile(r"Worker disconnected|worker process died|Retry worker|OutOfMemoryError")
 
 

@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from configuration import model_config
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Worker:
         with zipfile.ZipFile(archive) as mar:
             mar.extractall(workdir)
         manifest = json.loads((workdir / "MAR-INF" / "MANIFEST.json").read_text())
-        settings = yaml.safe_load((workdir / manifest["model"]["configFile"]).read_text())
+        settings = model_config(workdir / manifest["model"]["configFile"])
         # What a server's workers read when no metrics_config is set: our handler declares its own metrics.
         metrics = MetricsCacheYamlImpl(config_file_path=str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
         metrics.initialize_cache()

@@ -4,7 +4,7 @@ This one module runs in training, in evaluation, in the TorchServe handler insid
 `.mar` and in the tests, so the pixels the model sees at serving time are made by the
 same code as the pixels it learned from.
 
-The path has two steps:
+The path has two steps, `prepare` (bytes or an image -> digit) then `to_model_input`:
 
 1. `normalize_digit` turns an arbitrary image (any mode, size, polarity, transparency,
    lighting) into an MNIST-format digit: 28x28 uint8, white ink on black, the ink scaled
@@ -15,6 +15,7 @@ The path has two steps:
    blur the strokes) and standardizes them.
 """
 import io
+import re
 import warnings
 
 import numpy as np
@@ -22,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 from scipy import ndimage
+
+from model.errors import BlankImage, ImageTooLarge, NotAnImage
 
 MNIST_SIZE = 28
 DIGIT_BOX = 20            # MNIST scales every digit into a 20x20 box ...
@@ -57,32 +60,16 @@ NO_DIGIT = ("no digit found: the image is blank, has too little contrast or hold
             "or texture; send a photo or scan of one handwritten digit")
 
 
-class ImageRejected(ValueError):
-    """An input that cannot become a digit. `reason` names the class of mistake."""
-
-    reason = "invalid_image"
-
-
-class NotAnImage(ImageRejected):
-    reason = "not_an_image"
-
-
-class ImageTooLarge(ImageRejected):
-    reason = "image_too_large"
-
-
-class BlankImage(ImageRejected):
-    reason = "no_digit_found"
-
-
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """Decode bytes in any format Pillow reads, refusing oversized images before decoding."""
     if not data:
         raise NotAnImage("the request body is empty: send the image file as the body")
     try:
         img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:  # Pillow's own, far higher limit
-        raise ImageTooLarge(f"{exc}: send a smaller image") from None
+    except Image.DecompressionBombError as exc:  # over Pillow's own, far higher limit: quote ours
+        found = re.search(r"Image size \((\d+) pixels\)", str(exc))
+        pixels = found[1] if found else f"over {2 * Image.MAX_IMAGE_PIXELS}"
+        raise ImageTooLarge(f"the image is {pixels} pixels; the limit is {max_pixels}: send a smaller image") from None
     except Exception as exc:  # Pillow raises many types for garbage input
         raise NotAnImage(f"the body is not an image Pillow can decode ({exc.__class__.__name__})") from None
     width, height = img.size
@@ -126,6 +113,17 @@ def normalize_digit(img: Image.Image) -> np.ndarray:
     top, left = round(CENTRE_OF_MASS - cy), round(CENTRE_OF_MASS - cx)
     _paste(digit, patch, top, left)
     return np.rint(digit * 255).astype(np.uint8)
+
+
+def prepare(image: bytes | Image.Image, max_pixels: int | None = None) -> np.ndarray:
+    """An encoded image file (decoded under the `max_pixels` cap, which it then requires) or a
+    decoded image -> the 28x28 uint8 digit the model reads: every image the server answers takes
+    this path."""
+    if isinstance(image, bytes):
+        if max_pixels is None:
+            raise TypeError("prepare() needs max_pixels to decode an image file")
+        image = decode_image(image, max_pixels)
+    return normalize_digit(image)
 
 
 def to_model_input(digits: torch.Tensor) -> torch.Tensor:

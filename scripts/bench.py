@@ -7,7 +7,7 @@
 2. The bundle as shipped (model_store/mnist.mar, config/), driven by `hey` at several
    concurrencies with a real MNIST test digit as PNG, after a warm-up at each point.
 3. The same handler under TorchServe's default model settings (batch 1, no thread cap).
-4. The floor: a handler that does nothing (scripts/bench_floor_handler.py) with the shipped
+4. The floor: a handler that does nothing (harness/floor_handler.py) with the shipped
    model settings, i.e. what TorchServe itself costs per request.
 Each server also gets its cold start (torchserve --start -> model READY) timed.
 Writes bench/out/results.json, results.md and bench.png.
@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from model.preprocess import decode_image, normalize_digit, to_model_input
+from configuration import handler_settings, model_config
+from harness.archives import floor_archive, pack
 from harness.server import REPO, WEIGHTS, Server, serving
-from training.evaluate import load_model
+from model.inference import load_model, probabilities
+from model.preprocess import prepare, to_model_input
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "5"))   # the JVM compiles its hot paths for seconds
@@ -40,13 +41,13 @@ def in_process_ceiling(png: bytes) -> dict:
     """Images/s of decode + normalize + forward on one thread, at batch 1, 16 and 64."""
     torch.set_num_threads(1)
     model = load_model(str(WEIGHTS))
-    cap = yaml.safe_load((REPO / "config" / "model-config.yaml").read_text())["handler"]["max_pixels"]
+    cap = handler_settings()["max_pixels"]
     result = {}
     for batch in (1, 16, 64):
         def step():
-            digits = np.stack([normalize_digit(decode_image(png, cap)) for _ in range(batch)])
+            digits = np.stack([prepare(png, cap) for _ in range(batch)])
             with torch.inference_mode():
-                model(to_model_input(torch.from_numpy(digits))).softmax(dim=1)
+                probabilities(model, to_model_input(torch.from_numpy(digits)), temperature=1.0)
         step()
         started, images = time.perf_counter(), 0
         while time.perf_counter() - started < 3:
@@ -96,32 +97,11 @@ def drive(archive: Path, concurrencies: list[int], overrides: dict | None = None
     return result
 
 
-def model_config() -> dict:
-    """The shipped config/model-config.yaml."""
-    return yaml.safe_load((REPO / "config" / "model-config.yaml").read_text())
-
-
-def pack(dest: Path, config: dict) -> Path:
-    """Our handler and weights packed into dest/mnist.mar with `config` as its model-config.yaml."""
-    (dest / "model-config.yaml").write_text(yaml.safe_dump(config))
-    subprocess.run([REPO / "scripts" / "archive.sh"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "MODEL_CONFIG": str(dest / "model-config.yaml"), "EXPORT_PATH": str(dest)})
-    return dest / "mnist.mar"
-
-
 def default_settings_archive(tmp: Path) -> Path:
     """Our handler with TorchServe's default model settings: no batching, torch's own thread count."""
     shipped = model_config()
     handler = {k: v for k, v in shipped["handler"].items() if k != "torch_threads"}
     return pack(tmp, {"deviceType": shipped["deviceType"], "handler": handler})
-
-
-def floor_archive(tmp: Path) -> Path:
-    """The do-nothing handler packed with the shipped model settings."""
-    subprocess.run(["torch-model-archiver", "--force", "--model-name", "mnist", "--version", "1.0",
-                    "--handler", REPO / "scripts" / "bench_floor_handler.py",
-                    "--config-file", REPO / "config" / "model-config.yaml", "--export-path", tmp], check=True)
-    return tmp / "mnist.mar"
 
 
 SERVERS = ("shipped", "torchserve_defaults", "floor")

@@ -15,7 +15,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from scripts.bench import OUT, drive, model_config, pack
+from configuration import model_config
+from harness.archives import pack
+from scripts.bench import OUT, drive
 
 CONCURRENCY = [int(c) for c in os.environ.get("SWEEP_CONCURRENCY", "1,16,64").split(",")]
 DEFAULT_LOGGING = {"vmargs": ""}   # TorchServe's own log4j2.xml: DEBUG, ~7 lines per request

@@ -7,7 +7,6 @@ python -m scripts.explain --indices 0 247  # of these test digits
 python -m scripts.explain --measure        # ms per explanation and convergence, per number of steps
 """
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -15,26 +14,27 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-import yaml
 
+from configuration import handler_settings
 from handler.explain import Explainer
+from harness.server import WEIGHTS
+from model.inference import load_model, probabilities, served_temperature
 from model.preprocess import to_model_input
 from training.data import load_digits
-from training.evaluate import load_model, predict
+from training.evaluate import predict
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
-WEIGHTS = Path("artifacts/lenet5_mnist.pt")
-SETTINGS = yaml.safe_load(Path("config/model-config.yaml").read_text())["handler"]
+SETTINGS = handler_settings()
 
 
 def render(model, explainer, inputs, labels, index: int, temperature: float, out: Path) -> Path:
     """The normalized digit, then the map of the predicted digit, and of the true one if they differ."""
     x = inputs[index:index + 1]
     with torch.no_grad():
-        probabilities = torch.softmax(model(x) / temperature, dim=1)[0]
-    predicted, label = int(probabilities.argmax()), int(labels[index])
+        answer = probabilities(model, x, temperature)[0]
+    predicted, label = int(answer.argmax()), int(labels[index])
     targets = [predicted] if predicted == label else [predicted, label]
     attributions, _ = explainer(x.expand(len(targets), -1, -1, -1), targets)
     figure, axes = plt.subplots(1, 1 + len(targets), figsize=(2.6 * (1 + len(targets)), 2.9))
@@ -46,7 +46,7 @@ def render(model, explainer, inputs, labels, index: int, temperature: float, out
         axis.imshow(digit, cmap="gray", alpha=0.35)
         shown = axis.imshow(attribution.numpy(), cmap="bwr", vmin=-limit, vmax=limit, alpha=0.8)
         kind = "predicted" if target == predicted else "true label"
-        axis.set_title(f"why {target}?\n{kind}, p={probabilities[target]:.3f}", fontsize=9)
+        axis.set_title(f"why {target}?\n{kind}, p={answer[target]:.3f}", fontsize=9)
     for axis in axes:
         axis.set_axis_off()
     figure.colorbar(shown, ax=axes[1:].tolist(), shrink=0.8, label="attribution (logit)")
@@ -104,7 +104,7 @@ def main(argv=None) -> None:
     if args.measure:
         measure(model, inputs, args.steps, args.count)
         return
-    temperature = float(json.loads(WEIGHTS.with_name("metrics.json").read_text())["temperature"])
+    temperature = served_temperature(WEIGHTS)
     indices = args.indices
     if not indices:
         with torch.no_grad():

@@ -47,10 +47,10 @@ import requests
 import torch
 from PIL import Image
 
-from handler.payload import HTTP_STATUS
 from harness.explanations import incompleteness, logit_gap
 from harness.worker import Request, Worker
-from model.preprocess import decode_image, normalize_digit, to_model_input
+from model.errors import HTTP_STATUS
+from model.preprocess import prepare, to_model_input
 from scripts.gpu_bundle import pins
 from training.user_styles import encode, mnist_png
 
@@ -239,7 +239,7 @@ class PhaseClock:
 
     def __init__(self, worker: Worker):
         self.handler = worker.handler
-        self.module = sys.modules[type(self.handler).__module__]
+        self.module = sys.modules[prepare.__module__]   # the preprocessing module the handler calls
         self.seconds = dict.fromkeys(self.STEPS, 0.0)
 
     def _timed(self, name: str, function):
@@ -252,7 +252,7 @@ class PhaseClock:
         return timed
 
     def __enter__(self):
-        self.functions = self.module.decode_image, self.module.normalize_digit   # the handler's own
+        self.functions = self.module.decode_image, self.module.normalize_digit   # the steps of its prepare()
         self.module.decode_image = self._timed("decode", self.functions[0])
         self.module.normalize_digit = self._timed("normalize", self.functions[1])
         for step in ("preprocess", "inference", "postprocess"):
@@ -303,12 +303,12 @@ def model_alone(worker: Worker, digits: np.ndarray, batch: int, seconds: float) 
 def _normalize_pngs(pngs: list[bytes], max_pixels: int, rounds: int, start, results) -> None:
     """In a child process: once every child is ready (`start`, a barrier), decode and normalize
     `pngs` `rounds` times; put (start, end, images) on `results`."""
-    normalize_digit(decode_image(pngs[0], max_pixels))
+    prepare(pngs[0], max_pixels)
     start.wait()
     started = time.time()
     for _ in range(rounds):
         for png in pngs:
-            normalize_digit(decode_image(png, max_pixels))
+            prepare(png, max_pixels)
     results.put((started, time.time(), rounds * len(pngs)))
 
 
@@ -318,7 +318,7 @@ def normalizer_scaling(pngs: list[bytes], max_pixels: int, seconds: float) -> li
     start to the last one's end, so a late starter lowers the figure, never raises it."""
     started = time.perf_counter()
     for png in pngs:
-        normalize_digit(decode_image(png, max_pixels))
+        prepare(png, max_pixels)
     rounds = max(1, round(seconds / (time.perf_counter() - started)))
     # Forked, as PyTorch's DataLoader forks its workers: children that never touch CUDA may come from a
     # process that holds a CUDA context, and start in milliseconds where spawned ones import torch again.
@@ -709,7 +709,7 @@ def run(args, tmp: Path, report: dict) -> None:
     part("explanations", explanation_part)
     if "cuda" in workers and "cpu" in answers and "cpu" in maps:
         part("TF32 off", strict_part)
-    digits = np.stack([normalize_digit(Image.fromarray(image)) for image in images])
+    digits = np.stack([prepare(Image.fromarray(image)) for image in images])
     part("speed", lambda: report.update(speed=speed(workers, pngs, digits, args.batches, args.seconds)))
     part("real TorchServe", server_part)
 

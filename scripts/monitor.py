@@ -19,7 +19,7 @@ import psutil
 import requests
 
 from harness.prometheus import scrape_config, start_prometheus
-from harness.server import REPO
+from configuration import server_properties
 
 LIVE_QUERY = 'sum(rate(ts_inference_requests_total{model_name="mnist"}[1m]))'
 WORKDIR = Path(tempfile.gettempdir()) / "mnist-prometheus"
@@ -29,10 +29,7 @@ TARGET_UP_TIMEOUT_S = 30
 
 def metrics_target() -> str:
     """host:port of the server's metrics API, as TorchServe reads it from config.properties."""
-    address = os.environ.get("TS_METRICS_ADDRESS")
-    if address is None:
-        lines = (REPO / "config" / "config.properties").read_text().splitlines()
-        address = next(line.split("=", 1)[1] for line in lines if line.startswith("metrics_address="))
+    address = server_properties(environ=os.environ)["metrics_address"]
     parts = urlsplit(address)
     return f"{'127.0.0.1' if parts.hostname == '0.0.0.0' else parts.hostname}:{parts.port}"
 

@@ -11,7 +11,6 @@ probability difference, whether any digit changed, and how far the Integrated Gr
 moved (relative L2), as scripts/gpu_check.py compares CUDA with the CPU.
 """
 import argparse
-import json
 
 import numpy as np
 import torch
@@ -20,9 +19,9 @@ from captum.attr import IntegratedGradients
 from PIL import Image
 
 from handler.explain import METHOD
-from model.preprocess import MNIST_SIZE, normalize_digit, to_model_input
+from model.inference import load_model, probabilities, served_temperature
+from model.preprocess import MNIST_SIZE, prepare, to_model_input
 from training.data import ensure_mnist, load_raw
-from training.evaluate import load_model
 
 WEIGHTS = "artifacts/lenet5_mnist.pt"
 TF32_DROPPED_BITS = 13   # float32 keeps 23 mantissa bits, TF32 10
@@ -61,12 +60,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     model = load_model(WEIGHTS)
     rounded = TF32LeNet(model)
-    temperature = json.loads(open("artifacts/metrics.json").read())["temperature"]
+    temperature = served_temperature(WEIGHTS)
     images = load_raw(ensure_mnist("data"), train=False)[0][:args.digits].numpy()
-    inputs = to_model_input(torch.from_numpy(np.stack([normalize_digit(Image.fromarray(a)) for a in images])))
+    inputs = to_model_input(torch.from_numpy(np.stack([prepare(Image.fromarray(a)) for a in images])))
     with torch.no_grad():
-        p = torch.softmax(model(inputs) / temperature, dim=1)
-        q = torch.softmax(rounded(inputs) / temperature, dim=1)
+        p = probabilities(model, inputs, temperature)
+        q = probabilities(rounded, inputs, temperature)
     top2 = p.sort(dim=1).values[:, -2:]
     print(f"{args.digits} digits: max |dp| {(p - q).abs().max():.2e}, digits changed "
           f"{int((p.argmax(1) != q.argmax(1)).sum())}, smallest top-2 margin {(top2[:, 1] - top2[:, 0]).min():.3f}")

@@ -5,7 +5,6 @@ holding only the built `model_store/mnist.mar` and our serving config (ports mov
 ones), with its own TMPDIR and TEMP and no PYTHONPATH: it proves the archive runs without the
 repository. Tests that start servers of their own use harness/server.py directly.
 """
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,10 @@ from PIL import Image
 
 from harness.server import ARCHIVE, REPO, WEIGHTS, Server, free_ports, serving
 from harness.worker import Worker
-from model.preprocess import normalize_digit, to_model_input
+from model.inference import load_model, probabilities, served_temperature
+from model.preprocess import prepare, to_model_input
 from tests.proxy import Proxy, start_proxy, stop_proxy
 from training.data import ensure_mnist, load_raw
-from training.evaluate import load_model
 
 
 @pytest.fixture(scope="session")
@@ -44,13 +43,13 @@ def trained_model():
 def in_process(trained_model):
     """The served probabilities of raw 28x28 digits, computed here: serving preprocessing, the
     trained model and the softmax temperature training recorded."""
-    temperature = json.loads(WEIGHTS.with_name("metrics.json").read_text())["temperature"]
+    temperature = served_temperature(WEIGHTS)
 
-    def probabilities(images: np.ndarray) -> np.ndarray:
-        digits = torch.from_numpy(np.stack([normalize_digit(Image.fromarray(a)) for a in images]))
+    def answers(images: np.ndarray) -> np.ndarray:
+        digits = torch.from_numpy(np.stack([prepare(Image.fromarray(a)) for a in images]))
         with torch.inference_mode():
-            return torch.softmax(trained_model(to_model_input(digits)) / temperature, dim=1).numpy()
-    return probabilities
+            return probabilities(trained_model, to_model_input(digits), temperature).numpy()
+    return answers
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from model.preprocess import normalize_digit, to_model_input
+from harness.server import WEIGHTS
+from model.inference import load_model
+from model.preprocess import prepare, to_model_input
 from training.data import ensure_mnist, load_raw
-from training.evaluate import load_model
 
 INK = 128   # MNIST's ink is 255 on a 0 background; its anti-aliased edge is what thinning removes
 
@@ -89,8 +90,8 @@ def redrawn_accuracy(count: int) -> float:
             drawing.line(points, fill=0, width=pen, joint="curve")
             for x, y in (points[0], points[-1]):   # round caps
                 drawing.ellipse([x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2], fill=0)
-        digits.append(normalize_digit(pad))
-    model = load_model("artifacts/lenet5_mnist.pt")
+        digits.append(prepare(pad))
+    model = load_model(WEIGHTS)
     with torch.no_grad():
         predicted = model(to_model_input(torch.from_numpy(np.stack(digits)))).argmax(dim=1).numpy()
     return float((predicted == labels[:count]).mean())

@@ -1,7 +1,7 @@
 """The container image, checked without a Docker engine.
 
 The Dockerfile is linted and read: it must install the pins the tests run and ship the files
-they run. Its entrypoint, scripts/container_start.sh, is then run directly from a temporary
+they run. Its entrypoint, container/container_start.sh, is then run directly from a temporary
 directory laid out like the image's /home/model-server, and driven as `docker run` and
 `docker stop` would: HTTP on its ports, then SIGTERM to the main process.
 """
@@ -113,7 +113,7 @@ def test_image_ships_what_the_tests_run():
                for pattern in args.split()[:-1] if not pattern.startswith("--")
                for found in sorted(REPO.glob(pattern))]
     assert sorted(sources) == sorted([str(ARCHIVE.relative_to(REPO)), "requirements.txt", *CONFIG_FILES,
-                                      "scripts/container_start.sh", "scripts/healthcheck.py"])
+                                      "container/container_start.sh", "container/healthcheck.py"])
     assert [path for path in sources if dockerignored(path)] == []
     final = [(keyword, args) for stage, keyword, args in instructions() if stage == "final"]
     assert ("COPY", "--from=model /stage/mnist.mar model_store/") in final
@@ -144,7 +144,7 @@ def launch_container(workdir: Path) -> Container:
     env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", TMPDIR=str(workdir / "tmp"),
                INFERENCE_PORT=str(ports["inference"]), METRICS_PORT=str(ports["metrics"]))
     with open(workdir / "stdout.log", "w") as log:   # a new session: its own process group
-        process = subprocess.Popen([REPO / "scripts" / "container_start.sh"], cwd=workdir, env=env,
+        process = subprocess.Popen([REPO / "container" / "container_start.sh"], cwd=workdir, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return Container(Server.on_ports(workdir, ports, env), process, ports)
 
@@ -207,8 +207,8 @@ def test_only_inference_and_metrics_listen_beyond_127_0_0_1(container):
 
 
 def healthcheck(container, **env) -> subprocess.CompletedProcess:
-    """scripts/healthcheck.py as HEALTHCHECK runs it: in the working directory, by its shebang."""
-    return subprocess.run([REPO / "scripts" / "healthcheck.py"], cwd=container.server.workdir,
+    """container/healthcheck.py as HEALTHCHECK runs it: in the working directory, by its shebang."""
+    return subprocess.run([REPO / "container" / "healthcheck.py"], cwd=container.server.workdir,
                           env={**container.server.env, **env}, capture_output=True, text=True, timeout=30)
 
 

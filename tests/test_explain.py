@@ -8,15 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
-import yaml
 
+from configuration import handler_settings
 from harness.explanations import incompleteness
 from harness.explanations import logit_gap as harness_logit_gap
-from harness.server import REPO, serving
-from model.preprocess import decode_image, normalize_digit
+from harness.server import serving
+from model.errors import TooManyExplanations
+from model.preprocess import prepare
 from training.user_styles import large_off_centre, mnist_png, photo_jpeg
 
-MAX_PER_BATCH = 4   # config/model-config.yaml, handler.explain_max_per_batch
+MAX_PER_BATCH = handler_settings()["explain_max_per_batch"]
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,7 @@ def test_an_explanation_carries_the_normalized_digit_it_was_drawn_on(server, tes
     do not carry it."""
     image = style(test_set[0][3], np.random.default_rng(3))
     answer = server.predict(image, "application/octet-stream", endpoint="explanations").json()
-    settings = yaml.safe_load((REPO / "config" / "model-config.yaml").read_text())["handler"]
-    expected = normalize_digit(decode_image(image, settings["max_pixels"]))
+    expected = prepare(image, handler_settings()["max_pixels"])
     np.testing.assert_array_equal(np.array(answer["normalized_digit"]), expected)
     assert not np.array_equal(expected, test_set[0][3])
     assert "normalized_digit" not in server.predict(image, "application/octet-stream").json()
@@ -90,6 +90,11 @@ def test_a_target_that_is_no_digit_is_refused(server, test_set, target):
     assert response.status_code == 400
     error = response.json()
     assert (error["code"], error["type"]) == (400, "invalid_request") and "target" in error["message"]
+
+
+def test_a_target_of_true_is_refused_as_sent(server, test_set):
+    error = explain(server, test_set[0][0], True).json()
+    assert error["message"] == '"target" must be an integer from 0 to 9, not true'
 
 
 def test_bad_explanations_do_not_disturb_their_batch_peers(server, test_set, in_process, logit_gap):
@@ -129,5 +134,6 @@ def test_a_batch_explains_at_most_its_limit_and_predicts_everything(slow_batches
     for image, response in zip(images, responses):
         if response.status_code == 429:
             assert response.json()["type"] == "too_many_explanations"
+            assert response.headers["Retry-After"] == str(TooManyExplanations.retry_after_s)
         elif "attributions" in response.json():
             assert_complete(response.json(), logit_gap(image, response.json()["target"]))

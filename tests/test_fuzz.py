@@ -16,14 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from handler.payload import HTTP_STATUS
+from configuration import handler_settings, model_config
 from harness.hostile import (ANSWERS, JSON_VALUES, alpha_only, animations, as_json, base64_payloads, damaged,
                            declared_sizes, hostile_requests, images, png, zlib_bomb)
 from harness.worker import Request
+from model.errors import HTTP_STATUS
 from model.preprocess import decode_image, normalize_digit
 from training.user_styles import encode, mnist_png
 
-MAX_PIXELS = 25_000_000
+MAX_PIXELS = handler_settings()["max_pixels"]
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:PIL"),      # Pillow's notes on corrupt files ...
               pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")]  # ... and huge ones
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
@@ -92,7 +93,7 @@ def digits(test_set, in_process) -> list[tuple[bytes, int]]:
 
 
 @FUZZ
-@given(st.lists(hostile_requests(), max_size=15), st.data())
+@given(st.lists(hostile_requests(), max_size=model_config()["batchSize"] - 1), st.data())
 def test_hostile_requests_do_not_disturb_a_digit_in_their_batch(worker, digits, hostile, choices):
     png_bytes, expected = choices.draw(st.sampled_from(digits))
     position = choices.draw(st.integers(0, len(hostile)))
@@ -113,6 +114,11 @@ def test_animated_gif_uses_its_first_frame(test_set):
     frames = [Image.fromarray(test_set[0][i]) for i in range(3)]
     first = normalize_digit(decode_image(encode(frames[0], "GIF", save_all=True, append_images=frames[1:]), MAX_PIXELS))
     assert np.abs(first.astype(int) - normalize_digit(frames[0]).astype(int)).mean() < 2
+
+
+def test_a_target_that_is_not_text_is_an_invalid_request(worker, digits):
+    form = [("file", "image/png", digits[0][0]), ("target", "application/octet-stream", b"\xff\xfe")]
+    assert kind(worker.predict([form], [{"explain": "True"}])[0]) == "invalid_request"
 
 
 def test_wrong_base64_and_json_shapes_are_invalid_requests(worker):

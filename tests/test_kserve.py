@@ -13,8 +13,9 @@ import torch
 import yaml
 from PIL import Image
 
+from configuration import server_properties
 from harness.server import REPO, serving
-from model.preprocess import normalize_digit, to_model_input
+from model.preprocess import prepare, to_model_input
 from training.user_styles import mnist_png
 
 DEPLOY = REPO / "deploy" / "kserve"
@@ -28,8 +29,7 @@ DIGITS = 24
 
 
 def deploy_settings() -> dict:
-    lines = (DEPLOY / "config" / "config.properties").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return server_properties(DEPLOY / "config" / "config.properties")
 
 
 @pytest.fixture(scope="module", params=sorted(ROUTES))
@@ -88,7 +88,7 @@ def test_tensors_answer_as_the_plain_api(kserve, test_set, plain_answers):
     """28x28 uint8 is an MNIST digit and takes the image path; 1x32x32 float is the model input as-is."""
     envelope, server = kserve
     images = test_set[0][:DIGITS]
-    model_inputs = to_model_input(torch.from_numpy(np.stack([normalize_digit(Image.fromarray(a)) for a in images])))
+    model_inputs = to_model_input(torch.from_numpy(np.stack([prepare(Image.fromarray(a)) for a in images])))
     rows = [tensor_row(envelope, image, f"mnist-{i}") for i, image in enumerate(images)]
     rows += [tensor_row(envelope, x.numpy(), f"input-{i}") for i, x in enumerate(model_inputs)]
     status, answers = call(server, envelope, rows)
@@ -102,7 +102,7 @@ def test_tensors_answer_as_the_plain_api(kserve, test_set, plain_answers):
 def test_explanations_match_the_plain_api(kserve, server, test_set):
     envelope, kserve_server = kserve
     images = test_set[0][:3]
-    model_input = to_model_input(torch.from_numpy(normalize_digit(Image.fromarray(images[2])))[None])[0]
+    model_input = to_model_input(torch.from_numpy(prepare(Image.fromarray(images[2])))[None])[0]
     rows = [png_row(envelope, images[0], "predicted"), png_row(envelope, images[1], "named", target=4),
             tensor_row(envelope, images[2], "tensor"), tensor_row(envelope, model_input.numpy(), "model input")]
     status, answers = call(kserve_server, envelope, rows, explain=True)
@@ -195,11 +195,11 @@ def test_config_has_the_layout_kserve_expects():
     assert snapshot["marName"] == "mnist.mar" and snapshot["batchSize"] == 1
 
 
-POD_PATHS = {"/mnt/models/config/healthcheck.py": REPO / "scripts" / "healthcheck.py"}   # the layout README builds
+POD_PATHS = {"/mnt/models/config/healthcheck.py": REPO / "container" / "healthcheck.py"}   # the layout README builds
 
 
 def test_probes_check_that_the_model_answers_in_its_envelope(kserve):
-    """Readiness and liveness run scripts/healthcheck.py (its copy in the storage layout) on the
+    """Readiness and liveness run container/healthcheck.py (its copy in the storage layout) on the
     pod's config: here on this server's config, whose service_envelope it must speak."""
     envelope, server = kserve
     model = yaml.safe_load((DEPLOY / "inferenceservice.yaml").read_text())["spec"]["predictor"]["model"]

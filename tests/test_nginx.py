@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from configuration import server_properties
 from harness.server import REPO, free_ports
 from tests.proxy import PROXY, start_proxy, stop_proxy
 from training.user_styles import mnist_png
@@ -93,8 +94,7 @@ def test_the_body_limit_is_torchserves(proxy, server):
 
 
 def server_setting(server, key: str) -> str:
-    lines = (server.workdir / "config" / "config.properties").read_text().splitlines()
-    return next(line.split("=", 1)[1] for line in lines if line.startswith(f"{key}="))
+    return server_properties(server.workdir / "config" / "config.properties")[key]
 
 
 def test_json_and_page_files_are_gzipped(proxy, server, test_set):

@@ -6,12 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from model.preprocess import (MEAN, STD, BlankImage, ImageTooLarge, NotAnImage, decode_image,
-                              normalize_digit, to_model_input)
+from configuration import handler_settings
+from model.errors import BlankImage, ImageTooLarge, NotAnImage
+from model.preprocess import MEAN, STD, decode_image, normalize_digit, to_model_input
 from training import user_styles as styles
 from training.data import load_digits
 
-CAP = 25_000_000
+CAP = handler_settings()["max_pixels"]
 
 
 def normalized(data: bytes) -> np.ndarray:

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from model.preprocess import BlankImage, decode_image, normalize_digit
+from configuration import handler_settings
+from model.errors import BlankImage
+from model.preprocess import decode_image, normalize_digit
 from training import eval_sets, user_styles
 from harness.server import WEIGHTS
-from training.evaluate import served, served_temperature
+from model.inference import served_temperature
+from training.evaluate import served
 
-MAX_PIXELS = 25_000_000
+MAX_PIXELS = handler_settings()["max_pixels"]
 DIGITS = 100
 # Accuracy measured on the first 300 test digits in each failure class (README, "Accuracy on
 # inputs from elsewhere"), less a margin for these 100.

@@ -13,6 +13,7 @@ import psutil
 import pytest
 import requests
 
+from configuration import server_properties
 from harness.hostile import zlib_bomb
 from harness.load import RESPONSE_TIMEOUT
 from harness.server import serving
@@ -59,8 +60,7 @@ def connect_from(namespace: str, ports: list[int]) -> list[str]:
 
 
 def server_ports(server) -> dict[str, int]:
-    properties = dict(line.split("=", 1) for line in (server.workdir / "config" / "config.properties").read_text()
-                      .splitlines() if "=" in line and not line.startswith("#"))
+    properties = server_properties(server.workdir / "config" / "config.properties")
     ports = {name: urlparse(getattr(server, name)).port for name in ("inference", "management", "metrics")}
     return {**ports, **{name: int(properties[f"{name}_port"]) for name in ("grpc_inference", "grpc_management")}}
 

@@ -26,7 +26,7 @@ from training.user_styles import mnist_png
 CONFIG = REPO / "config" / "config.properties"
 BY_HAND = ["torchserve", "--start", "--ncs", "--ts-config", str(CONFIG), "--model-store", "store",
            "--models", "mnist=mnist.mar"]
-REPOSITORY_LAYOUT = ["scripts/start.sh", "scripts/stop.sh", "scripts/wait_ready.sh", "scripts/healthcheck.py",
+REPOSITORY_LAYOUT = ["scripts/start.sh", "scripts/stop.sh", "scripts/wait_ready.sh", "container/healthcheck.py",
                      "config/config.properties", "config/log4j2.xml", "model_store/mnist.mar"]
 
 

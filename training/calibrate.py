@@ -20,12 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.preprocess import ImageRejected, decode_image, normalize_digit, to_model_input
+from configuration import handler_settings
+from model.inference import load_model
+from model.errors import RequestError
+from model.preprocess import prepare, to_model_input
 from training.data import ensure_mnist, load_digits, load_raw
 from training.user_styles import FAILURE_CLASSES, STYLES
 
 CALIBRATION_DIGITS = 150    # per user style: 1,950 images, a few seconds to draw
-MAX_PIXELS = 25_000_000
+MAX_PIXELS = handler_settings()["max_pixels"]   # what the handler serves with
 
 
 def user_style_inputs(root, count: int = CALIBRATION_DIGITS, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,9 +41,9 @@ def user_style_inputs(root, count: int = CALIBRATION_DIGITS, seed: int = 0) -> t
         rng = np.random.default_rng([seed, i])
         for image, label in zip(images, labels):
             try:
-                digits.append(normalize_digit(decode_image(draw(image, rng), MAX_PIXELS)))
+                digits.append(prepare(draw(image, rng), MAX_PIXELS))
                 kept.append(label)
-            except ImageRejected:
+            except RequestError:
                 pass
     return to_model_input(torch.from_numpy(np.stack(digits))), torch.tensor(kept)
 
@@ -77,7 +80,7 @@ def calibration_report(train_logits, train_labels, style_logits, style_labels, t
 
 
 def main(argv=None) -> dict:
-    from training.evaluate import load_model, predict
+    from training.evaluate import predict
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("state_dict")

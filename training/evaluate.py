@@ -20,20 +20,19 @@ expected calibration error of the answers and the number of wrong answers with c
 """
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from model.lenet5 import LeNet5
-from model.preprocess import ImageRejected, decode_image, normalize_digit, to_model_input
+from configuration import handler_settings
+from model.inference import calibrated, load_model, served_temperature
+from model.errors import RequestError
+from model.preprocess import prepare, to_model_input
 from training import eval_sets
 from training.calibrate import calibration_error
 from training.data import ensure_mnist, load_digits, load_raw
 from training.user_styles import FAILURE_CLASSES, STYLES
 
-MODEL_CONFIG = Path(__file__).resolve().parent.parent / "config" / "model-config.yaml"
 CONFIDENT = 0.95      # a wrong answer at least this confident is counted on its own
 UNSURE = 0.5          # a non-digit answered below this confidence is harmless
 SET_NAMES = ("mnist", "user_styles", *eval_sets.SETS, *eval_sets.HELD_OUT, *eval_sets.NOT_DIGITS)
@@ -65,19 +64,19 @@ def report(predicted: torch.Tensor, labels: torch.Tensor) -> dict:
 def served(model: torch.nn.Module, temperature: float, images: list) -> tuple[torch.Tensor, list]:
     """What the handler answers for encoded images: probabilities (a NaN row where refused) and
     the refusal type of each image (None where answered)."""
-    max_pixels = yaml.safe_load(MODEL_CONFIG.read_text())["handler"]["max_pixels"]
+    max_pixels = handler_settings()["max_pixels"]
     digits, refusals = [], []
     for data in images:
         try:
-            digits.append(normalize_digit(decode_image(data, max_pixels)))
+            digits.append(prepare(data, max_pixels))
             refusals.append(None)
-        except ImageRejected as error:
+        except RequestError as error:
             refusals.append(error.reason)
     probabilities = torch.full((len(images), 10), float("nan"))
     answered = torch.tensor([r is None for r in refusals])
     if digits:
         logits = predict(model, to_model_input(torch.from_numpy(np.stack(digits))))
-        probabilities[answered] = (logits / temperature).softmax(dim=1)
+        probabilities[answered] = calibrated(logits, temperature)
     return probabilities, refusals
 
 
@@ -144,18 +143,6 @@ def evaluate_sets(model: torch.nn.Module, temperature: float, root, names, count
         images = [data for data, _ in eval_sets.NOT_DIGITS[name](root)]
         result[name] = non_digit_report(*served(model, temperature, images))
     return result
-
-
-def load_model(state_dict_path: str, device: str = "cpu") -> LeNet5:
-    model = LeNet5()
-    model.load_state_dict(torch.load(state_dict_path, map_location=device, weights_only=True))
-    return model.to(device).eval()
-
-
-def served_temperature(state_dict_path: str) -> float:
-    """The softmax temperature training recorded beside the weights (1 when there is none)."""
-    metrics = Path(state_dict_path).with_name("metrics.json")
-    return float(json.loads(metrics.read_text()).get("temperature", 1.0)) if metrics.exists() else 1.0
 
 
 def print_table(sets: dict) -> None:

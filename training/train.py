@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
+from configuration import training_config
 from model.lenet5 import LeNet5
 from model.preprocess import MEAN, STD, to_model_input
 from training.augment import augment, not_digits, strokes
@@ -22,14 +22,13 @@ from training.calibrate import calibration_report, user_style_inputs
 from training.data import checksum, ensure_mnist, load_digits
 from training.evaluate import predict, report
 
-CONFIG = Path(__file__).resolve().parent.parent / "config" / "training.yaml"
 AUGMENT_KEYS = ("rotate_deg", "scale", "shear_deg", "translate_px", "elastic_alpha", "elastic_sigma")
 STROKE_KEYS = ("thickness", "blur", "low_res")
 
 
 def parse_config(argv=None) -> dict:
     """config/training.yaml, overridden by command-line flags of the same names."""
-    defaults = yaml.safe_load(CONFIG.read_text())
+    defaults = training_config()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-subset", type=int, default=0,
                         help="train on the first N digits only (quick checks); 0 = all 60,000")
@@ -57,7 +56,9 @@ def ema_with_warmup(decay: float):
     return update
 
 
-def train(cfg: dict) -> dict:
+def train(cfg: dict, model_input=to_model_input) -> dict:
+    """Train LeNet-5 as `cfg` says; `model_input` maps the 28x28 digits to the network's input
+    (experiments/pad_vs_resize.py tries another mapping)."""
     torch.manual_seed(cfg["seed"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -69,8 +70,8 @@ def train(cfg: dict) -> dict:
     if cfg["train_subset"]:
         train_digits, train_labels = train_digits[:cfg["train_subset"]], train_labels[:cfg["train_subset"]]
     test_digits, test_labels = load_digits(root, train=False)
-    x_train, y_train = to_model_input(train_digits).to(device), train_labels.to(device)
-    x_test, y_test = to_model_input(test_digits).to(device), test_labels.to(device)
+    x_train, y_train = model_input(train_digits).to(device), train_labels.to(device)
+    x_test, y_test = model_input(test_digits).to(device), test_labels.to(device)
 
     model = LeNet5().to(device)
     # An exponential moving average of the weights (and BatchNorm statistics) is what we

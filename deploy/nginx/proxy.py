@@ -29,18 +29,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 STOP_TIMEOUT_S = 10
+sys.path.insert(0, str(REPO))   # run as a script: the repository's one config reader
+from configuration import server_properties  # noqa: E402
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"   # sbin is not on every user's PATH
-
-
-def server_settings(ts_config: Path) -> dict:
-    """key -> value of a TorchServe config.properties (comments and blank lines skipped)."""
-    settings = {}
-    for line in ts_config.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", "!")) and "=" in line:
-            key, value = line.split("=", 1)
-            settings[key.strip()] = value.strip()
-    return settings
 
 
 def upstream(settings: dict) -> str:
@@ -62,7 +54,7 @@ def worker_user(web_root: Path) -> str:
 
 
 def render(ts_config: Path, listen: str, run_dir: Path, rate: str, burst: int) -> str:
-    settings = server_settings(ts_config)
+    settings = server_properties(ts_config)
     if "max_request_size" not in settings:
         raise SystemExit(f"[proxy] {ts_config} sets no max_request_size: nginx's body limit is copied from it")
     web_root = REPO / "web"
@@ -154,7 +146,7 @@ def main(argv: list[str]) -> None:
         sys.stdout.write(config)
         return
     start(config, run_dir)
-    print(f"[proxy] nginx on http://{args.listen}/ in front of TorchServe at {upstream(server_settings(args.ts_config))} "
+    print(f"[proxy] nginx on http://{args.listen}/ in front of TorchServe at {upstream(server_properties(args.ts_config))} "
           f"(logs in {run_dir})")
 
 

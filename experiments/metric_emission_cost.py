@@ -1,7 +1,7 @@
 """What one observation of the latency histogram costs the worker: TorchServe's own metric
 object (ts.metrics.caching_metric) writing its line to stdout, as in a worker.
 
-    PYTHONPATH=. .venv/bin/python docs/experiments/metric_emission_cost.py > /dev/null
+    PYTHONPATH=. .venv/bin/python experiments/metric_emission_cost.py > /dev/null
 
 Prints (on stderr) the microseconds per observation, best of 5 rounds of 20,000.
 """

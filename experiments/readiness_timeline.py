@@ -1,9 +1,9 @@
 """When a freshly started TorchServe says it is healthy, and when it can really answer.
 
-    PYTHONPATH=. .venv/bin/python docs/experiments/readiness_timeline.py --runs 3
+    PYTHONPATH=. .venv/bin/python experiments/readiness_timeline.py --runs 3
 
 Starts the shipped bundle as the tests do (harness/server.py), then every 0.1 s asks /ping,
-the management API (every worker READY) and scripts/healthcheck.py, and prints the seconds
+the management API (every worker READY) and container/healthcheck.py, and prints the seconds
 from `torchserve --start` to the first "Healthy", the first all-READY and the first passing
 health check.
 """
@@ -33,7 +33,7 @@ def first_times(server: Server, started: float, timeout_s: float = 180) -> dict:
                 found.setdefault("all_workers_ready_s", now)
         except (requests.RequestException, FileNotFoundError, ValueError, KeyError):
             pass
-        check = subprocess.run([sys.executable, REPO / "scripts" / "healthcheck.py"], cwd=server.workdir,
+        check = subprocess.run([sys.executable, REPO / "container" / "healthcheck.py"], cwd=server.workdir,
                                env=server.env, capture_output=True)
         if check.returncode == 0:
             found.setdefault("healthcheck_passes_s", time.monotonic() - started)

@@ -2,7 +2,7 @@
 resize (the original FastAPI project). Same recipe, seed and epochs for both; only the
 28 -> 32 mapping differs, in training and in evaluation alike.
 
-    PYTHONPATH=. python docs/experiments/pad_vs_resize.py --epochs 6
+    PYTHONPATH=. python experiments/pad_vs_resize.py --epochs 6
 """
 import sys
 
@@ -21,7 +21,6 @@ def resize_to_model_input(digits):
 if __name__ == "__main__":
     results = {}
     for name, mapping in (("pad", preprocess.to_model_input), ("resize", resize_to_model_input)):
-        train.to_model_input = mapping
-        metrics = train.train(train.parse_config(sys.argv[1:] + ["--out-dir", f"/tmp/pad_vs_resize/{name}"]))
+        metrics = train.train(train.parse_config(sys.argv[1:] + ["--out-dir", f"/tmp/pad_vs_resize/{name}"]), mapping)
         results[name] = metrics["test_accuracy"]
     print({name: f"{accuracy:.2%}" for name, accuracy in results.items()})

@@ -4,7 +4,7 @@
 # (/home/model-server in the image). Inference and metrics listen on every interface
 # (INFERENCE_PORT, METRICS_PORT; 8080 and 8082 by default); management and gRPC stay on
 # 127.0.0.1 as config.properties says. The worker sockets go to a folder of this server's own,
-# as with scripts/start.sh.
+# as with scripts/start.sh (outside the image).
 set -euo pipefail
 for file in model_store/mnist.mar config/config.properties config/log4j2.xml; do
   [ -f "$file" ] || { echo "[container] no $file in $PWD" >&2; exit 1; }

@@ -1,7 +1,7 @@
 """How the original FastAPI app's preprocessing (grey, resize to 32x32, no inversion, cropping
 or centring) fares on user-style images, with our trained weights, next to ours.
 
-    PYTHONPATH=. python docs/experiments/naive_preprocessing.py --count 2000
+    PYTHONPATH=. python experiments/naive_preprocessing.py --count 2000
 """
 import argparse
 import io
@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from model.inference import load_model
 from model.preprocess import MEAN, STD
 from training.data import load_raw
-from training.evaluate import load_model, predict, style_accuracy
+from training.evaluate import predict, style_accuracy
 from training.user_styles import STYLES
 
 

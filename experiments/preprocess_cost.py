@@ -1,8 +1,8 @@
 """What the preprocessing costs per image, in-process: decode_image + normalize_digit.
 
-    PYTHONPATH=. python docs/experiments/preprocess_cost.py
+    PYTHONPATH=. python experiments/preprocess_cost.py
     git show main:model/preprocess.py > /tmp/preprocess_main.py   # another version, same inputs
-    PYTHONPATH=. python docs/experiments/preprocess_cost.py --baseline /tmp/preprocess_main.py
+    PYTHONPATH=. python experiments/preprocess_cost.py --baseline /tmp/preprocess_main.py
 
 For each kind of input, 2,000 calls cycle over 100 different images of that kind (MNIST test
 digits drawn by `training.user_styles`); the median call time is printed, in milliseconds.
@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from configuration import handler_settings
 from training import user_styles
 from training.data import load_raw
 
@@ -25,6 +26,7 @@ KINDS = {"mnist_png": user_styles.mnist_png, "transparent_canvas": user_styles.t
          "photo_jpeg": user_styles.photo_jpeg, "large_off_centre": user_styles.large_off_centre,
          "frame_filling": user_styles.frame_filling, "low_resolution": user_styles.low_resolution,
          "lined_paper": user_styles.lined_paper, "noisy_page": user_styles.noisy_page}
+MAX_PIXELS = handler_settings()["max_pixels"]
 
 
 def load_preprocess(path: str | None):
@@ -43,8 +45,8 @@ def median_ms(preprocess, images: list, calls: int) -> float:
         data = images[i % len(images)]
         started = time.perf_counter()
         try:
-            preprocess.normalize_digit(preprocess.decode_image(data, 25_000_000))
-        except preprocess.ImageRejected:
+            preprocess.normalize_digit(preprocess.decode_image(data, MAX_PIXELS))
+        except ValueError:   # a refusal: RequestError here, ImageRejected in older versions
             pass
         times.append(time.perf_counter() - started)
     return float(np.median(times)) * 1000
