@@ -22,7 +22,8 @@ import yaml
 
 from harness.netns import PrivateNetwork
 from harness.server import ARCHIVE, READY_TIMEOUT_S, REPO, Server, own_temp_env, stop_server
-from tests.test_kserve import DEPLOY, DIGITS, deploy_settings, plain_answers, png_row, post  # noqa: F401 (fixture)
+from tests.test_kserve import (BAD_ROWS, DEPLOY, DIGITS, ROUTES, deploy_settings, plain_answers,  # noqa: F401 (fixture)
+                               png_row, post)
 from training.user_styles import mnist_png
 
 MOUNT = "/mnt/models"   # where KServe puts the InferenceService's storageUri
@@ -30,6 +31,7 @@ MOUNT = "/mnt/models"   # where KServe puts the InferenceService's storageUri
 RUNTIME_START = ["torchserve", "--start", f"--model-store={MOUNT}/model-store",
                  f"--ts-config={MOUNT}/config/config.properties"]
 ENVELOPES = {"v1": "kserve", "v2": "kservev2"}   # protocolVersion -> TS_SERVICE_ENVELOPE, as KServe sets it
+DOCUMENTED_REQUESTS = {"v1": "request-v1.json", "v2": "request.json"}   # in deploy/kserve/
 WRAPPER_PORTS = {"http": 8080, "grpc": 8081}     # fixed in the image's wrapper (KServe's defaults)
 KSERVE_PYTHON = REPO / ".venv-kserve" / "bin" / "python"
 WRAPPER = REPO / "tests" / "kserve_wrapper.py"
@@ -181,8 +183,11 @@ def test_predictions_through_kserve_answer_as_the_plain_api(pod, test_set, plain
     assert answers == plain_answers
 
 
-@pytest.mark.parametrize("pod", ["v1"], indirect=True)   # KServe 0.13 serves explain on v1 routes only
 def test_explanations_through_kserve_answer_as_the_plain_api(pod, server, test_set):
+    """KServe 0.13 serves explain on its v1 routes only: an explaining replica runs protocolVersion v1."""
+    if pod.protocol == "v2":
+        assert requests.post(f"{pod.url}/v2/models/mnist/explain", json={"inputs": []}, timeout=10).status_code == 404
+        return
     images = test_set[0][:2]
     rows = [png_row("kserve", images[0], "predicted"), png_row("kserve", images[1], "named", target=4)]
     status, answers = post(pod.url, "kserve", rows, explain=True)
@@ -195,15 +200,15 @@ def test_explanations_through_kserve_answer_as_the_plain_api(pod, server, test_s
         assert answer == expected
 
 
-@pytest.mark.parametrize("pod", ["v2"], indirect=True)   # the manifest's protocolVersion
 def test_the_documented_request_is_answered(pod, server):
-    """deploy/kserve/request.json, the body docs/kserve.md sends with curl: MNIST test digit 0, a 7."""
-    body = json.loads((DEPLOY / "request.json").read_text())
-    reply = requests.post(f"{pod.url}/v2/models/mnist/infer", json=body, timeout=60)
-    assert reply.status_code == 200
-    [output] = reply.json()["outputs"]
-    answer = json.loads(output["data"][0])
-    assert answer == server.predict(base64.b64decode(body["inputs"][0]["data"][0])).json()
+    """The body docs/kserve.md sends with curl (request.json for v2, request-v1.json for v1):
+    MNIST test digit 0, a 7, answered as the plain API answers its PNG."""
+    body = json.loads((DEPLOY / DOCUMENTED_REQUESTS[pod.protocol]).read_text())
+    rows = body.get("instances") or body["inputs"]
+    status, [answer] = post(pod.url, ENVELOPES[pod.protocol], rows)
+    assert status == 200
+    png = rows[0]["data"] if pod.protocol == "v1" else rows[0]["data"][0]
+    assert answer == server.predict(base64.b64decode(png)).json()
     assert answer["digit"] == 7
 
 
@@ -222,3 +227,15 @@ def test_torchserve_metrics_count_kserve_requests(pod, test_set):
     status, _ = post(pod.url, envelope, [png_row(envelope, test_set[0][0], "digit")])
     assert status == 200
     assert inference_count(pod) == before + 1
+
+
+def test_a_bad_input_through_kserve_is_a_500_that_carries_torchserve_answer(pod, test_set):
+    """KServe 0.13's forwarding turns TorchServe's 4xx into its own 500, whose message holds
+    TorchServe's status and body (each input's answer or error): what clients of the pod get."""
+    envelope = ENVELOPES[pod.protocol]
+    v1_row, v2_row, status, kind = BAD_ROWS["not an image"]
+    rows = [png_row(envelope, test_set[0][0], "good"), v1_row if envelope == "kserve" else v2_row]
+    body = {"instances": rows} if envelope == "kserve" else {"inputs": rows}
+    reply = requests.post(f"{pod.url}/{ROUTES[envelope][0]}", json=body, timeout=60)
+    assert reply.status_code == 500
+    assert f"'{status} " in reply.json()["error"] and kind in reply.json()["error"]
