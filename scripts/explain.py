@@ -2,7 +2,7 @@
 handler/explain.py, the inputs of model/preprocess.py and the handler settings of
 config/model-config.yaml, on the trained weights.
 
-python -m scripts.explain                  # heat maps of a right and a wrong test digit -> docs/explanations/
+python -m scripts.explain                  # heat maps of a right and a wrong test digit -> artifacts/explanations/
 python -m scripts.explain --indices 0 247  # of these test digits
 python -m scripts.explain --measure        # ms per explanation and convergence, per number of steps
 """
@@ -91,7 +91,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--indices", type=int, nargs="*", help="MNIST test digits (default: the first right and "
                                                                   "the first wrong one)")
-    parser.add_argument("--out", type=Path, default=Path("docs/explanations"))
+    parser.add_argument("--out", type=Path, default=Path("artifacts/explanations"),
+                        help="folder for the pictures (default: artifacts/explanations, not tracked)")
     parser.add_argument("--measure", action="store_true")
     parser.add_argument("--steps", type=int, nargs="*", default=[16, 32, 64, 128])
     parser.add_argument("--count", type=int, default=200, help="digits timed by --measure")

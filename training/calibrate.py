@@ -7,7 +7,10 @@ evaluation sets: half of the weight on the clean digits, half on the last CALIBR
 training digits drawn in every user style (`training.user_styles`), because the confidence
 must hold on what users send, where the model is less sure than on MNIST.
 
-    python -m training.calibrate artifacts/lenet5_mnist.pt   # (re)fits T into metrics.json
+    python -m training.calibrate artifacts/lenet5_mnist.pt           # fits T, prints it beside metrics.json's
+    python -m training.calibrate artifacts/lenet5_mnist.pt --write   # and writes it into metrics.json
+
+Writing changes metrics.json, which is packed into the archive: `make archive` rebuilds it.
 """
 import argparse
 import json
@@ -79,6 +82,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("state_dict")
     parser.add_argument("--data-root", default="data")
+    parser.add_argument("--write", action="store_true", help="store the fitted temperature in metrics.json "
+                        "beside the state dict (the archive is then rebuilt by `make archive`)")
     args = parser.parse_args(argv)
     root = ensure_mnist(args.data_root)
     model = load_model(args.state_dict)
@@ -90,8 +95,11 @@ def main(argv=None) -> dict:
     report = calibration_report(*splits[:2], predict(model, style_inputs), style_labels, *splits[2:])
     metrics_file = Path(args.state_dict).with_name("metrics.json")
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    metrics_file.write_text(json.dumps({**metrics, **report}, indent=2))
+    if args.write:
+        metrics_file.write_text(json.dumps({**metrics, **report}, indent=2))
     print(json.dumps(report))
+    print(f"{metrics_file}: temperature {metrics.get('temperature', 'not set')}"
+          + (f", now {report['temperature']}" if args.write else " (unchanged; --write stores the fit)"))
     return report
 
 
