@@ -90,3 +90,6 @@ demo: archive                                 ## TorchServe + nginx + the page; 
 
 demo-link: setup                              ## a fresh link for the running demo (renews the inference key)
 	scripts/demo.sh link
+
+# KServe (deploy/kserve/): `make setup` also builds .venv-kserve from these pins.
+.venv/.installed: deploy/kserve/requirements.txt

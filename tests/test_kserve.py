@@ -1,6 +1,7 @@
 """The KServe path: real KServe v1 and v2 envelopes sent to a real TorchServe started with each
 service envelope and the settings of deploy/kserve/config/config.properties; the manifest's
-structure, since no Kubernetes cluster is at hand."""
+structure, since no Kubernetes cluster is at hand. tests/test_kserve_pod.py runs the pod itself:
+the shipped config unchanged, beside the real KServe model server."""
 import base64
 import json
 import subprocess
@@ -55,11 +56,12 @@ def tensor_row(envelope: str, array: np.ndarray, name: str):
     return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": array.ravel().tolist()}
 
 
-def call(server, envelope: str, rows: list, explain: bool = False) -> tuple[int, list[dict]]:
-    """POST one KServe request; its status and each instance's or input's answer, in order."""
+def post(url: str, envelope: str, rows: list, explain: bool = False,
+         headers: dict | None = None) -> tuple[int, list[dict]]:
+    """POST one KServe request to the server at `url`; its status and each instance's or
+    input's answer, in order."""
     body = {"instances": rows} if envelope == "kserve" else {"inputs": rows}
-    response = requests.post(f"{server.inference}/{ROUTES[envelope][explain]}", json=body,
-                             headers={"Authorization": f"Bearer {server.key()}"}, timeout=60)
+    response = requests.post(f"{url}/{ROUTES[envelope][explain]}", json=body, headers=headers, timeout=60)
     reply = response.json()
     if envelope == "kserve":
         items = reply["explanations" if explain else "predictions"]
@@ -68,6 +70,11 @@ def call(server, envelope: str, rows: list, explain: bool = False) -> tuple[int,
         assert {(output["datatype"], tuple(output["shape"])) for output in reply["outputs"]} == {("BYTES", (1,))}
         items = [output["data"][0] for output in reply["outputs"]]
     return response.status_code, [json.loads(item) for item in items]
+
+
+def call(server, envelope: str, rows: list, explain: bool = False) -> tuple[int, list[dict]]:
+    """`post` to a test TorchServe, with its token."""
+    return post(server.inference, envelope, rows, explain, {"Authorization": f"Bearer {server.key()}"})
 
 
 @pytest.fixture(scope="module")
