@@ -71,7 +71,7 @@ def storage_layout(models: Path) -> None:
     (models / "model-store").mkdir(parents=True)
     (models / "config").mkdir()
     shutil.copy(ARCHIVE, models / "model-store" / "mnist.mar")
-    shutil.copy(REPO / "scripts" / "healthcheck.py", models / "config")
+    shutil.copy(REPO / "container" / "healthcheck.py", models / "config")
     config = (DEPLOY / "config" / "config.properties").read_text()
     (models / "config" / "config.properties").write_text(config.replace(MOUNT, str(models)))
 
