@@ -27,14 +27,19 @@ if [ $(( ${#packages[@]} + ${#lean[@]} )) -gt 0 ]; then
   fi
 fi
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-echo "[setup] .venv ready: $(.venv/bin/python -c 'import torch, ts; print("torch", torch.__version__, "torchserve", ts.__version__)')"
-
 # KServe (deploy/kserve/): the KServe model server of KServe's TorchServe runtime image, which
 # tests/test_kserve_pod.py runs beside TorchServe as the pod does. A virtualenv of its own:
 # kserve 0.13 pins numpy 1.x, fastapi, uvicorn and ray, which must not move .venv's pins.
 # --no-compile: most of what it installs (the Kubernetes client's models, most of ray) is never imported.
+# Installed beside .venv, at the same time: both mostly wait on downloads.
 [ -x .venv-kserve/bin/python ] || python3 -m venv .venv-kserve
-.venv-kserve/bin/python -m pip install --quiet --no-compile --disable-pip-version-check -r deploy/kserve/requirements.txt
+.venv-kserve/bin/python -m pip install --quiet --no-compile --disable-pip-version-check \
+    -r deploy/kserve/requirements.txt &
+kserve_install=$!
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+echo "[setup] .venv ready: $(.venv/bin/python -c 'import torch, ts; print("torch", torch.__version__, "torchserve", ts.__version__)')"
+wait "$kserve_install"
 echo "[setup] .venv-kserve ready: kserve $(.venv-kserve/bin/python -c 'from importlib.metadata import version; print(version("kserve"))')"
+
