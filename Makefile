@@ -12,7 +12,7 @@ SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.y
 .PHONY: setup data train evaluate explain archive serve stop smoke test bench image soak fuzz bench-sweep monitor
 
 setup: .venv/.installed                       ## .venv with the pinned requirements, Java 17
-.venv/.installed: requirements.txt scripts/setup.sh
+.venv/.installed: requirements.txt requirements-bench.txt scripts/setup.sh
 	scripts/setup.sh
 	touch $@
 

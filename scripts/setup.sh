@@ -29,4 +29,6 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+# Bench-only (`make bench`'s plain-Python reference), never in the image.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 echo "[setup] .venv ready: $(.venv/bin/python -c 'import torch, ts; print("torch", torch.__version__, "torchserve", ts.__version__)')"

@@ -17,7 +17,10 @@ export TMPDIR=${TMPDIR:-/tmp} TEMP=${TMPDIR:-/tmp}/mnist-torchserve-$(id -u)
 mkdir -p -m 0700 "$TEMP"
 started_ms=$(date +%s%3N)
 mkdir -p logs   # the server inherits these streams: never leave it holding the caller's pipe
-torchserve --start --ncs --ts-config config/config.properties --log-config config/log4j2.xml \
+# Without PYTHONPATH (the Makefile exports the repository on it): the workers import the
+# archive's handler and model packages and nothing of this checkout but what TorchServe itself
+# adds, the folder it starts from, after the archive's.
+env -u PYTHONPATH torchserve --start --ncs --ts-config config/config.properties --log-config config/log4j2.xml \
   >logs/torchserve_console.log 2>&1
 scripts/wait_ready.sh "${READY_TIMEOUT:-120}"
 echo "[start] TorchServe up, model READY and answering $(( $(date +%s%3N) - started_ms )) ms after start" \
