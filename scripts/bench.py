@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -179,12 +180,20 @@ def cpu_seconds(endpoint: Endpoint) -> float:
 
 
 def measure(endpoint: Endpoint, concurrency: int) -> dict:
-    """One point: a warm-up, then BENCH_SECONDS of `hey`, with the server's CPU use."""
+    """One point: a warm-up, then BENCH_SECONDS of `hey`, with the server's CPU use and the load
+    client's (on a small machine `hey` competes with the server for the same cores)."""
     hey(endpoint.url, endpoint.key, concurrency, WARMUP)
-    cpu = cpu_seconds(endpoint)
+    cpu, client = cpu_seconds(endpoint), client_cpu_seconds()
     point = parse_hey(hey(endpoint.url, endpoint.key, concurrency, SECONDS))
     point["server_cpu_percent"] = round(100 * (cpu_seconds(endpoint) - cpu) / SECONDS)
+    point["client_cpu_percent"] = round(100 * (client_cpu_seconds() - client) / SECONDS)
     return point
+
+
+def client_cpu_seconds() -> float:
+    """CPU time of this process's finished children: the `hey` runs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def alternate(endpoints: dict[str, Endpoint], concurrencies: list[int], rounds: int) -> dict:
@@ -208,7 +217,8 @@ def spread(values: list[float]) -> dict:
 
 def summarize(rounds: list[dict]) -> dict:
     """Median and min-max over the rounds of one server at one concurrency."""
-    summary = {key: spread([p[key] for p in rounds]) for key in ("rps", "p50_ms", "p99_ms", "server_cpu_percent")}
+    summary = {key: spread([p[key] for p in rounds])
+               for key in ("rps", "p50_ms", "p99_ms", "server_cpu_percent", "client_cpu_percent")}
     summary["non_2xx"] = sum(p["non_2xx"] + p["transport_errors"] for p in rounds)
     return summary
 
@@ -249,12 +259,13 @@ def cell(s: dict, digits: int = 1) -> str:
 def table(results: dict) -> str:
     lines = [f"{results['rounds']} alternating rounds, {results['warmup_s']} s warm-up + {results['seconds_per_point']} s "
              "per point; median (min-max) over the rounds.", "",
-             "| c | server | req/s | p50 ms | p99 ms | non-2xx | server CPU % |", "|---|---|---|---|---|---|---|"]
+             "| c | server | req/s | p50 ms | p99 ms | non-2xx | server CPU % | hey CPU % |",
+             "|---|---|---|---|---|---|---|---|"]
     for c in results["concurrency"]:
         for name in SERVERS:
             s = results["summary"][name][c]
             lines.append(f"| {c} | {name} | {cell(s['rps'], 0)} | {cell(s['p50_ms'])} | {cell(s['p99_ms'])} "
-                         f"| {s['non_2xx']} | {cell(s['server_cpu_percent'], 0)} |")
+                         f"| {s['non_2xx']} | {cell(s['server_cpu_percent'], 0)} | {cell(s['client_cpu_percent'], 0)} |")
     others = [n for n in SERVERS if n != OURS]
     lines += ["", "Shipped over each other server, round by round: median (min-max).", "",
               "| c | " + " | ".join(f"req/s ÷ {n} | p50 ÷ {n}" for n in others) + " |",
