@@ -4,18 +4,27 @@ answer JSON for an image sent as the request body, and the same bearer-token che
 no batching, no metrics, no explanations, no KServe envelopes, errors as FastAPI makes them.
 
     PLAIN_SERVER_KEY=secret uvicorn harness.plain_server:app --port 8090 --workers 1
+    with plain_python_server() as server: ...   # the same on a free port (make bench, tests)
 
-The model runs eager on torch's own thread count, inside the event loop: one request at a time,
-as the app this project grew out of served them.
+The model runs eager inside the event loop, one request at a time, on one torch thread: with
+torch's default (a thread per core) a lone request waited 30-200 ms for a thread descheduled by
+other work on a busy 2-core machine, a reference too weak to be worth beating.
 """
+import contextlib
 import json
 import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+import requests
 import torch
 import yaml
 from fastapi import FastAPI, HTTPException, Request, Response
 
-from harness.server import REPO, WEIGHTS
+from harness.server import REPO, WEIGHTS, free_ports
 from model.preprocess import ImageRejected, decode_image, normalize_digit, to_model_input
 from training.evaluate import load_model, served_temperature
 
@@ -23,6 +32,7 @@ MAX_PIXELS = int(yaml.safe_load((REPO / "config" / "model-config.yaml").read_tex
 MODEL = load_model(str(WEIGHTS))
 TEMPERATURE = served_temperature(str(WEIGHTS))
 KEY = os.environ.get("PLAIN_SERVER_KEY", "")
+torch.set_num_threads(1)
 
 app = FastAPI()
 
@@ -41,3 +51,32 @@ async def predict(request: Request) -> Response:
     body = {"digit": int(answer), "confidence": round(float(confidence), 6),
             "probabilities": [round(v, 6) for v in probabilities.tolist()]}
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+
+@dataclass
+class PlainServer:
+    url: str    # where predictions go
+    key: str    # the bearer token it wants
+    pid: int
+
+
+@contextlib.contextmanager
+def plain_python_server() -> Iterator[PlainServer]:
+    """This app on uvicorn, one worker, on a free port, once it answers HTTP; stopped on exit."""
+    port, key = free_ports(1)[0], "plain-python"
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "harness.plain_server:app", "--host", "127.0.0.1",
+                                "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"],
+                               cwd=REPO, env={**os.environ, "PLAIN_SERVER_KEY": key, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(requests.ConnectionError):
+                requests.get(f"http://127.0.0.1:{port}/", timeout=5)   # any answer: it is up
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the plain-Python reference server did not start")
+            time.sleep(0.2)
+        yield PlainServer(f"http://127.0.0.1:{port}/predictions/mnist", key, process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -28,10 +28,9 @@ import re
 import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,8 @@ import torch
 import yaml
 
 from model.preprocess import decode_image, normalize_digit, to_model_input
-from harness.server import REPO, WEIGHTS, Server, free_ports, serving, started_like_make_serve
+from harness.plain_server import PlainServer, plain_python_server
+from harness.server import REPO, WEIGHTS, Server, serving, started_like_make_serve
 from training.evaluate import load_model
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -50,6 +50,8 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 START_WARMUP = 5   # s at 16 clients once after each start: the JVM compiles its hot paths for seconds
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,16,64,256").split(",")]
+DEFAULTS_MAX_CONCURRENCY = 64   # past it TorchServe's defaults time out and take minutes to drain
+DRAIN_TIMEOUT_S = 300
 OUT = REPO / "bench" / "out"
 DIGIT = REPO / "artifacts" / "samples" / "test00000-digit7.png"
 
@@ -151,28 +153,8 @@ def torchserve_endpoint(server: Server) -> Endpoint:
     return Endpoint(f"{server.inference}/predictions/mnist", server.key(), processes)
 
 
-@contextlib.contextmanager
-def plain_python_server() -> Iterator[Endpoint]:
-    """harness/plain_server.py on uvicorn, one worker, on a free port; stopped on exit."""
-    port, key = free_ports(1)[0], "bench"
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "harness.plain_server:app", "--host", "127.0.0.1",
-                                "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"],
-                               cwd=REPO, env={**os.environ, "PLAIN_SERVER_KEY": key, "PYTHONPATH": str(REPO)})
-    endpoint = Endpoint(f"http://127.0.0.1:{port}/predictions/mnist", key, lambda: [psutil.Process(process.pid)])
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(requests.ConnectionError):
-                requests.post(endpoint.url, data=DIGIT.read_bytes(), timeout=5,
-                              headers={"Authorization": f"Bearer {key}"}).raise_for_status()
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the plain-Python reference server did not start")
-            time.sleep(0.2)
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def plain_endpoint(server: PlainServer) -> Endpoint:
+    return Endpoint(server.url, server.key, lambda: [psutil.Process(server.pid)])
 
 
 def cpu_seconds(endpoint: Endpoint) -> float:
@@ -187,7 +169,16 @@ def measure(endpoint: Endpoint, concurrency: int) -> dict:
     point = parse_hey(hey(endpoint.url, endpoint.key, concurrency, SECONDS))
     point["server_cpu_percent"] = round(100 * (cpu_seconds(endpoint) - cpu) / SECONDS)
     point["client_cpu_percent"] = round(100 * (client_cpu_seconds() - client) / SECONDS)
+    drain(endpoint)
     return point
+
+
+def drain(endpoint: Endpoint) -> None:
+    """Wait until the server has answered what `hey` left queued: one more request, answered after
+    the queue ahead of it. A saturated server works through its queue after the clients are gone,
+    and would take the CPU from the next server's turn."""
+    requests.post(endpoint.url, data=DIGIT.read_bytes(), timeout=DRAIN_TIMEOUT_S,
+                  headers={"Authorization": f"Bearer {endpoint.key}", "Content-Type": "image/png"})
 
 
 def client_cpu_seconds() -> float:
@@ -199,9 +190,9 @@ def client_cpu_seconds() -> float:
 def alternate(endpoints: dict[str, Endpoint], concurrencies: list[int], rounds: int) -> dict:
     """name -> concurrency -> the points of each round, the servers taking turns within a round
     and the order rotating from round to round."""
-    names = list(endpoints)
-    points = {name: {c: [] for c in concurrencies} for name in names}
+    points = {name: {c: [] for c in concurrencies} for name in endpoints}
     for c in concurrencies:
+        names = [n for n in endpoints if n != "torchserve_defaults" or c <= DEFAULTS_MAX_CONCURRENCY]
         for r in range(rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 point = measure(endpoints[name], c)
@@ -211,7 +202,12 @@ def alternate(endpoints: dict[str, Endpoint], concurrencies: list[int], rounds: 
     return points
 
 
-def spread(values: list[float]) -> dict:
+def spread(values: list[float | None]) -> dict:
+    """Median and min-max of the rounds that measured the quantity (`hey` prints no percentile it
+    has too few answers for)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"median": None, "min": None, "max": None}
     return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
 
 
@@ -225,7 +221,8 @@ def summarize(rounds: list[dict]) -> dict:
 
 def ratios(ours: list[dict], theirs: list[dict]) -> dict:
     """Ours over theirs, round by round (each pair measured minutes apart at most): median and min-max."""
-    return {key: spread([a[key] / b[key] for a, b in zip(ours, theirs)]) for key in ("rps", "p50_ms", "p99_ms")}
+    return {key: spread([a[key] / b[key] if a[key] and b[key] else None for a, b in zip(ours, theirs)])
+            for key in ("rps", "p50_ms", "p99_ms")}
 
 
 def targets(results: dict) -> list[tuple[str, str, bool]]:
@@ -253,6 +250,8 @@ def targets(results: dict) -> list[tuple[str, str, bool]]:
 
 
 def cell(s: dict, digits: int = 1) -> str:
+    if s["median"] is None:
+        return "-"
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
 
@@ -262,7 +261,7 @@ def table(results: dict) -> str:
              "| c | server | req/s | p50 ms | p99 ms | non-2xx | server CPU % | hey CPU % |",
              "|---|---|---|---|---|---|---|---|"]
     for c in results["concurrency"]:
-        for name in SERVERS:
+        for name in (n for n in SERVERS if c in results["summary"][n]):
             s = results["summary"][name][c]
             lines.append(f"| {c} | {name} | {cell(s['rps'], 0)} | {cell(s['p50_ms'])} | {cell(s['p99_ms'])} "
                          f"| {s['non_2xx']} | {cell(s['server_cpu_percent'], 0)} | {cell(s['client_cpu_percent'], 0)} |")
@@ -271,10 +270,15 @@ def table(results: dict) -> str:
               "| c | " + " | ".join(f"req/s ÷ {n} | p50 ÷ {n}" for n in others) + " |",
               "|---|" + "---|---|" * len(others)]
     for c in results["concurrency"]:
-        row = [f"{cell(results['ratios'][n][c][k], 2)}" for n in others for k in ("rps", "p50_ms")]
+        row = [cell(results["ratios"][n][c][k], 2) if c in results["ratios"][n] else "-"
+               for n in others for k in ("rps", "p50_ms")]
         lines.append(f"| {c} | " + " | ".join(row) + " |")
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in targets(results)]
+    if 1 in results["concurrency"]:
+        floor = ratios(results["points"]["floor"][1], results["points"]["plain_python"][1])["p50_ms"]
+        lines += ["", f"At c=1 the floor (TorchServe with a handler that does nothing) has {cell(floor, 2)} times "
+                  "plain Python's p50: no handler's c=1 latency can beat that ratio."]
     ceiling = results["in_process_ceiling_images_per_s"]
     lines += ["", "In-process ceiling (1 thread, no HTTP), images/s: "
               + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in ceiling.items()),
@@ -292,8 +296,9 @@ def plot(results: dict, path: Path) -> None:
     cs = results["concurrency"]
     for name in SERVERS:
         summary = results["summary"][name]
-        rps_ax.plot(cs, [summary[c]["rps"]["median"] for c in cs], marker="o", label=name)
-        p99_ax.plot(cs, [summary[c]["p99_ms"]["median"] for c in cs], marker="o", label=name)
+        measured = [c for c in cs if c in summary]
+        rps_ax.plot(measured, [summary[c]["rps"]["median"] for c in measured], marker="o", label=name)
+        p99_ax.plot(measured, [summary[c]["p99_ms"]["median"] or float("nan") for c in measured], marker="o", label=name)
     for ax, title in ((rps_ax, "throughput (requests/s, median)"), (p99_ax, "p99 latency (ms, median)")):
         ax.set(xscale="log", title=title, xlabel="concurrent clients")
         ax.legend()
@@ -315,7 +320,7 @@ def start_all(stack: contextlib.ExitStack, tmp: Path) -> tuple[dict[str, Endpoin
         started = time.perf_counter()
         running = stack.enter_context(starters[name]())
         cold[name] = round(time.perf_counter() - started, 2)
-        endpoints[name] = running if isinstance(running, Endpoint) else torchserve_endpoint(running)
+        endpoints[name] = plain_endpoint(running) if isinstance(running, PlainServer) else torchserve_endpoint(running)
         hey(endpoints[name].url, endpoints[name].key, 16, START_WARMUP)
     return endpoints, cold
 
@@ -335,8 +340,8 @@ def main() -> dict:
         endpoints, results["cold_start_s"] = start_all(stack, Path(tmp))
         points = alternate(endpoints, CONCURRENCY, ROUNDS)
     results["points"] = points
-    results["summary"] = {n: {c: summarize(points[n][c]) for c in CONCURRENCY} for n in SERVERS}
-    results["ratios"] = {n: {c: ratios(points[OURS][c], points[n][c]) for c in CONCURRENCY}
+    results["summary"] = {n: {c: summarize(points[n][c]) for c in CONCURRENCY if points[n][c]} for n in SERVERS}
+    results["ratios"] = {n: {c: ratios(points[OURS][c], points[n][c]) for c in CONCURRENCY if points[n][c]}
                          for n in SERVERS if n != OURS}
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     (OUT / "results.md").write_text(table(results))
