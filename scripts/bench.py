@@ -277,8 +277,8 @@ def table(results: dict) -> str:
     lines += [f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in targets(results)]
     if 1 in results["concurrency"]:
         floor = ratios(results["points"]["floor"][1], results["points"]["plain_python"][1])["p50_ms"]
-        lines += ["", f"At c=1 the floor (TorchServe with a handler that does nothing) has {cell(floor, 2)} times "
-                  "plain Python's p50: no handler's c=1 latency can beat that ratio."]
+        lines += ["", f"At c=1 the floor's p50 (TorchServe with a handler that does nothing) is {cell(floor, 2)} "
+                  "times plain Python's: the part of the c=1 ratio that no handler can remove."]
     ceiling = results["in_process_ceiling_images_per_s"]
     lines += ["", "In-process ceiling (1 thread, no HTTP), images/s: "
               + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in ceiling.items()),
