@@ -31,9 +31,9 @@ print(cpus)'
 export TS_DEFAULT_WORKERS_PER_MODEL=${TS_DEFAULT_WORKERS_PER_MODEL:-$(usable_cpus)}
 started_ms=$(date +%s%3N)
 mkdir -p logs   # the server inherits these streams: never leave it holding the caller's pipe
-# Without PYTHONPATH (the Makefile exports the repository on it): the workers import the
-# archive's handler and model packages and nothing of this checkout but what TorchServe itself
-# adds, the folder it starts from, after the archive's.
+# Without PYTHONPATH (the Makefile exports the repository on it): TorchServe would put it ahead
+# of the extracted archive on its workers' path, and they would import this checkout's handler
+# and model packages instead of the archive's.
 env -u PYTHONPATH torchserve --start --ncs --ts-config config/config.properties --log-config config/log4j2.xml \
   >logs/torchserve_console.log 2>&1
 scripts/wait_ready.sh "${READY_TIMEOUT:-120}"

@@ -19,15 +19,14 @@ import time
 import pytest
 import requests
 
-from harness.server import (ARCHIVE, PORTS, REPO, Server, free_ports, own_temp_env, port_variables, serving,
-                            stop_server, wait_ready)
+from harness.server import (ARCHIVE, PORTS, REPO, SERVING_CONFIG, START_SCRIPTS, Server, free_ports, own_temp_env,
+                            port_variables, serving, stop_server, wait_ready)
 from training.user_styles import mnist_png
 
 CONFIG = REPO / "config" / "config.properties"
 BY_HAND = ["torchserve", "--start", "--ncs", "--ts-config", str(CONFIG), "--model-store", "store",
            "--models", "mnist=mnist.mar"]
-REPOSITORY_LAYOUT = ["scripts/start.sh", "scripts/stop.sh", "scripts/wait_ready.sh", "scripts/healthcheck.py",
-                     "config/config.properties", "config/log4j2.xml", "model_store/mnist.mar"]
+REPOSITORY_LAYOUT = [*START_SCRIPTS, *SERVING_CONFIG, "model_store/mnist.mar"]
 
 
 @pytest.fixture(scope="module")
