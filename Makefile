@@ -16,7 +16,7 @@ help:                                         ## this list: every target and wha
 	  while IFS=$$'\t' read -r target note; do printf '  make %-12s %s\n' "$$target" "$$note"; done
 
 setup: .venv/.installed                       ## .venv with the pinned requirements; Java 17, nginx, Chromium, Prometheus from apt when missing
-.venv/.installed: requirements.txt scripts/setup.sh
+.venv/.installed: requirements.txt requirements-bench.txt scripts/setup.sh
 	scripts/setup.sh
 	touch $@
 

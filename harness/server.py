@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = REPO / "artifacts" / "lenet5_mnist.pt"
 ARCHIVE = REPO / "model_store" / "mnist.mar"
 SERVING_CONFIG = ["config/config.properties", "config/log4j2.xml"]
+# What scripts/start.sh (`make serve`) needs of the repository, the archive aside.
+START_SCRIPTS = ["scripts/start.sh", "scripts/stop.sh", "scripts/wait_ready.sh", "container/healthcheck.py"]
 START = ["torchserve", "--start", "--ncs", "--ts-config", "config/config.properties",
          "--log-config", "config/log4j2.xml"]
 PORTS = ["inference", "management", "metrics", "grpc_inference", "grpc_management"]
@@ -179,3 +181,30 @@ def serving_directory(archive: Path = ARCHIVE) -> Path:
     (workdir / "model_store").mkdir()
     shutil.copy(archive, workdir / "model_store" / "mnist.mar")
     return workdir
+
+
+@contextlib.contextmanager
+def started_like_make_serve(archive: Path = ARCHIVE, extra_env: dict | None = None) -> Iterator[Server]:
+    """A READY TorchServe on `archive` started by scripts/start.sh, as `make serve` starts it, in a
+    fresh copy of the repository's layout: the caller's environment (PYTHONPATH included: the
+    Makefile exports it, start.sh must not pass it on), config/ untouched, the ports moved with
+    TorchServe's TS_* variables, its own TMPDIR (pid file; start.sh puts the sockets under it).
+    Stopped with scripts/stop.sh and removed on exit."""
+    workdir = serving_directory(archive)
+    try:
+        for path in START_SCRIPTS:
+            (workdir / path).parent.mkdir(exist_ok=True)
+            shutil.copy2(REPO / path, workdir / path)
+        ports = dict(zip(PORTS, free_ports(len(PORTS))))
+        (workdir / "tmp").mkdir()
+        env = {**{k: v for k, v in os.environ.items() if k != "TEMP"}, "TMPDIR": str(workdir / "tmp"),
+               **port_variables(ports), **(extra_env or {})}
+        try:
+            subprocess.run([workdir / "scripts" / "start.sh"], cwd=workdir, env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            yield Server.on_ports(workdir, ports, env)
+        finally:   # also after a failed start, which may leave a server behind
+            subprocess.run([workdir / "scripts" / "stop.sh"], cwd=workdir, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -39,6 +39,8 @@ kserve_install=$!
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+# Bench-only (`make bench`'s plain-Python reference), never in the image.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 echo "[setup] .venv ready: $(.venv/bin/python -c 'import torch, ts; print("torch", torch.__version__, "torchserve", ts.__version__)')"
 wait "$kserve_install"
 echo "[setup] .venv-kserve ready: kserve $(.venv-kserve/bin/python -c 'from importlib.metadata import version; print(version("kserve"))')"

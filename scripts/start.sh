@@ -15,10 +15,27 @@ scripts/stop.sh
 
 export TMPDIR=${TMPDIR:-/tmp} TEMP=${TMPDIR:-/tmp}/mnist-torchserve-$(id -u)
 mkdir -p -m 0700 "$TEMP"
+# One worker per CPU this server may use: its affinity (taskset) and its cgroup's CPU limit. Left
+# to itself TorchServe would start one per GPU where it sees GPUs, leaving the CPU-side normalizer
+# short of workers (docs/performance.md, "Workers").
+usable_cpus() {
+  python3 -c 'import math, os
+cpus = len(os.sched_getaffinity(0))
+try:
+    quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+    cpus = cpus if quota == "max" else max(1, min(cpus, math.ceil(int(quota) / int(period))))
+except (OSError, ValueError):
+    pass
+print(cpus)'
+}
+export TS_DEFAULT_WORKERS_PER_MODEL=${TS_DEFAULT_WORKERS_PER_MODEL:-$(usable_cpus)}
 started_ms=$(date +%s%3N)
 mkdir -p logs   # the server inherits these streams: never leave it holding the caller's pipe
-torchserve --start --ncs --ts-config config/config.properties --log-config config/log4j2.xml \
+# Without PYTHONPATH (the Makefile exports the repository on it): TorchServe would put it ahead
+# of the extracted archive on its workers' path, and they would import this checkout's handler
+# and model packages instead of the archive's.
+env -u PYTHONPATH torchserve --start --ncs --ts-config config/config.properties --log-config config/log4j2.xml \
   >logs/torchserve_console.log 2>&1
 scripts/wait_ready.sh "${READY_TIMEOUT:-120}"
-echo "[start] TorchServe up, model READY and answering $(( $(date +%s%3N) - started_ms )) ms after start" \
+echo "[start] TorchServe up, $TS_DEFAULT_WORKERS_PER_MODEL workers READY and answering $(( $(date +%s%3N) - started_ms )) ms after start" \
   "(logs in logs/, key in key_file.json, worker sockets in $TEMP)"

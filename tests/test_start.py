@@ -19,15 +19,14 @@ import time
 import pytest
 import requests
 
-from harness.server import (ARCHIVE, PORTS, REPO, Server, free_ports, own_temp_env, port_variables, serving,
-                            stop_server, wait_ready)
+from harness.server import (ARCHIVE, PORTS, REPO, SERVING_CONFIG, START_SCRIPTS, Server, free_ports, own_temp_env,
+                            port_variables, serving, stop_server, wait_ready)
 from training.user_styles import mnist_png
 
 CONFIG = REPO / "config" / "config.properties"
 BY_HAND = ["torchserve", "--start", "--ncs", "--ts-config", str(CONFIG), "--model-store", "store",
            "--models", "mnist=mnist.mar"]
-REPOSITORY_LAYOUT = ["scripts/start.sh", "scripts/stop.sh", "scripts/wait_ready.sh", "container/healthcheck.py",
-                     "config/config.properties", "config/log4j2.xml", "model_store/mnist.mar"]
+REPOSITORY_LAYOUT = [*START_SCRIPTS, *SERVING_CONFIG, "model_store/mnist.mar"]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +82,7 @@ def made(tmp_path_factory) -> Server:
         (root / path).parent.mkdir(exist_ok=True)
         shutil.copy2(REPO / path, root / path)
     ports = dict(zip(PORTS, free_ports(len(PORTS))))
-    env = own_temp_env(root / "tmp", port_variables(ports))
+    env = own_temp_env(root / "tmp", {**port_variables(ports), "PYTHONPATH": str(REPO)})   # the Makefile exports it
     del env["TEMP"]   # start.sh chooses the folder itself
     started = subprocess.run([root / "scripts" / "start.sh"], cwd=root, env=env, capture_output=True, text=True,
                              timeout=180)
@@ -121,3 +120,12 @@ def test_each_server_has_its_own_worker_sockets_and_a_second_one_leaves_the_firs
     # one folder would leave the first server's paths pointing at the second's workers
     assert [path.stat().st_ino for path in first_sockets] == first_inodes, "the second server took the sockets"
     assert [made.predict(png).json() for png in digits] == answers
+
+
+def test_make_serve_workers_import_the_archive_not_the_checkout(made):
+    """The Makefile puts the repository on PYTHONPATH; TorchServe would pass it on to its workers
+    ahead of the extracted archive, so they would run the checkout's handler and model code."""
+    for worker in made.processes()[1]:
+        path = worker.environ().get("PYTHONPATH", "").split(":")
+        assert str(REPO) not in path
+        assert path[0].startswith(str(made.workdir / "tmp")), path   # the extracted archive comes first
