@@ -52,6 +52,8 @@ LINE_SPAN = 0.6           # ... crossing this share of the image ...
 LINE_THIN = 0.6           # ... no wider than this share of the strokes ...
 LINE_OVERHANG = 0.1       # ... and this far past both ends of the other ink are not the digit
 EDGE_RUN = 0.3            # ... or beside a part within the image, when it runs along this share of a side
+LEVEL_BINS = 64           # the three-level split works on a histogram of this many bins ...
+LEVEL_SPLITS = np.triu_indices(LEVEL_BINS + 1, k=1)  # ... and tries every pair of thresholds
 SHADE_LIMIT = 0.25        # ink in a shadow is rescaled by the light, at most by 1 / this
 
 
@@ -151,21 +153,28 @@ def _ink(img: Image.Image) -> np.ndarray:
     if clean is not None:
         return clean
     strength, paper, ink_class, light_paper = _ink_strength(img)
-    flat = _median(strength[paper]) == strength[paper].min() if paper.any() else True
-    if flat:    # a clean scan, a drawing app, MNIST itself: whatever is not paper is ink
+    paper_level = _median(strength[paper]) if paper.any() else None
+    if paper_level is None or 2 * np.count_nonzero(strength[paper] == paper_level) > paper.sum():
+        # a clean scan, a drawing app, an enlargement, MNIST itself: more than half of the paper
+        # lies exactly at its level, so its noise sigma (MAD) is zero: whatever is not paper is ink
+        flat = True
         stroke = _stroke_width(ink_class)
-        residual = strength - _median(strength[paper]) if paper.any() else strength
+        if paper_level is None:
+            residual = strength
+            median, sigma = _noise(residual)
+            floor = median + NOISE_SIGMAS * sigma
+        else:
+            residual, floor = strength - paper_level, 0.0
     else:       # a photo: paper is whatever is wider than the strokes (light, shadows, a desk)
+        flat = False
         stroke = _stroke_width(ink_class & ~_touching_border(ink_class))
         size = 2 * int(STROKE_TO_BACKGROUND * stroke) + 3
         background = ndimage.grey_opening(strength, size=(size, size))
         residual = strength - background
         if light_paper:     # in a shadow the ink stands out less, in proportion to the light
             residual /= np.maximum(1.0 - background / max(strength.max(), QUANTUM), SHADE_LIMIT)
-    median, sigma = _noise(residual[paper] if paper.any() else residual)
-    if not flat:
-        sigma = max(sigma, QUANTUM)
-    floor = median + NOISE_SIGMAS * sigma
+        median, sigma = _noise(residual[paper])
+        floor = median + NOISE_SIGMAS * max(sigma, QUANTUM)
     contrast = float(residual.max()) - floor
     if contrast < MIN_CONTRAST:
         raise BlankImage(NO_DIGIT)
@@ -416,11 +425,11 @@ def _ink_strength(img: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 def _three_levels(values: np.ndarray) -> tuple[float, float]:
     """Two thresholds splitting values in [0, 1] into dark, middle and light classes of least
     within-class variance (three-class Otsu on a 64-bin histogram)."""
-    bins = 64
+    bins = LEVEL_BINS
     hist = np.bincount(np.clip((values * bins).astype(np.int32), 0, bins - 1).ravel(), minlength=bins)
     weight = np.concatenate([[0], np.cumsum(hist)]).astype(np.float64)        # pixels below bin i
     moment = np.concatenate([[0], np.cumsum(hist * np.arange(bins))]).astype(np.float64)
-    lo, hi = np.triu_indices(bins + 1, k=1)                                    # classes [0,lo) [lo,hi) [hi,bins)
+    lo, hi = LEVEL_SPLITS                                                      # classes [0,lo) [lo,hi) [hi,bins)
     score = np.zeros(lo.shape)
     for start, end in ((0, lo), (lo, hi), (hi, bins)):
         w = weight[end] - weight[start]
