@@ -154,9 +154,10 @@ def _ink(img: Image.Image) -> np.ndarray:
         return clean
     strength, paper, ink_class, light_paper = _ink_strength(img)
     paper_level = _median(strength[paper]) if paper.any() else None
-    if paper_level is None or 2 * np.count_nonzero(strength[paper] == paper_level) > paper.sum():
-        # a clean scan, a drawing app, an enlargement, MNIST itself: more than half of the paper
-        # lies exactly at its level, so its noise sigma (MAD) is zero: whatever is not paper is ink
+    if paper_level is None or paper_level == strength[paper].min():
+        # a clean scan, a drawing app, MNIST itself: more than half of the paper lies exactly at
+        # its level with nothing beyond it, so its noise sigma (MAD) is zero: whatever is not
+        # paper is ink. (Not "more than half at one level" alone: a quiet JPEG photo is too.)
         flat = True
         stroke = _stroke_width(ink_class)
         if paper_level is None:
