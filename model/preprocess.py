@@ -311,12 +311,7 @@ def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
     small = mask[:h - h % factor or h, :w - w % factor or w]
     small = small.reshape(small.shape[0] // factor, factor, -1, factor).any(axis=(1, 3)) if factor > 1 else small
     widest = max(2 * LINE_BAND * factor, LINE_THIN * stroke)   # the thickest a line may be, in px
-    # a line's pixels lie on short runs across it; a stroke's pixels, mostly on longer ones
-    across = np.ones((int(widest // factor) + 3, 1), bool)
-    small &= ~ndimage.binary_opening(small, structure=across)
     sh, sw = small.shape
-    if small.any(axis=0).sum() < LINE_SPAN * sw:      # nothing thin crosses enough of the image
-        return lines
     sy, sx = np.nonzero(small)
     coverage = _coverage(sy, sx, LINE_SLOPES, sh, sw)
     slope = LINE_SLOPES[coverage.max(axis=1).argmax()]
