@@ -310,9 +310,8 @@ def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
     factor = -(-max(h, w) // LINE_SEARCH)
     small = mask[:h - h % factor or h, :w - w % factor or w]
     small = small.reshape(small.shape[0] // factor, factor, -1, factor).any(axis=(1, 3)) if factor > 1 else small
-    widest = max(2 * LINE_BAND * factor, LINE_THIN * stroke)   # the thickest a line may be, in px
-    sh, sw = small.shape
     sy, sx = np.nonzero(small)
+    sh, sw = small.shape
     coverage = _coverage(sy, sx, LINE_SLOPES, sh, sw)
     slope = LINE_SLOPES[coverage.max(axis=1).argmax()]
     fine = slope + LINE_SLOPE_STEP * np.array([-0.5, 0.5])
@@ -325,7 +324,7 @@ def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
     starts, ends = (np.flatnonzero(np.diff(np.concatenate([[0], covered, [0]]).astype(np.int8)) == d) for d in (1, -1))
     thin = np.zeros(covered.size + 2, bool)
     for start, end in zip(starts, ends):
-        if (end - start) * LINE_BAND * factor <= widest:
+        if (end - start) * LINE_BAND * factor <= max(2 * LINE_BAND * factor, LINE_THIN * stroke):
             thin[start:end + 2] = True
     thin_lines = int(np.diff(thin.astype(np.int8)).clip(0).sum())
     on_line = thin[1:-1]
