@@ -54,6 +54,10 @@ LINE_BAND = 2             # ... in bands this many px wide) ...
 LINE_SPAN = 0.6           # ... crossing this share of the image ...
 LINE_THIN = 0.6           # ... no wider than this share of the strokes ...
 LINE_OVERHANG = 0.1       # ... and this far past both ends of the other ink are not the digit
+EDGE_RUN = 0.3            # ... or beside a part within the image, when it runs along this share of a side
+LEVEL_BINS = 64           # the three-level split works on a histogram of this many bins ...
+LEVEL_SPLITS = np.triu_indices(LEVEL_BINS + 1, k=1)  # ... and tries every pair of thresholds
+SHADE_LIMIT = 0.25        # ink in a shadow is rescaled by the light, at most by 1 / this
 
 
 NO_DIGIT = ("no digit found: the image is blank, has too little contrast or holds only paper, lines "
@@ -146,30 +150,49 @@ def _ink(img: Image.Image) -> np.ndarray:
     clean = _clean_ink(img)
     if clean is not None:
         return clean
-    strength, paper, ink_class = _ink_strength(img)
-    stroke = _stroke_width(ink_class)
-    flat = _median(strength[paper]) == strength[paper].min() if paper.any() else True
-    if flat:    # a clean scan, a drawing app, MNIST itself: whatever is not paper is ink
-        residual = strength - _median(strength[paper]) if paper.any() else strength
+    strength, paper, ink_class, light_paper = _ink_strength(img)
+    paper_level = _median(strength[paper]) if paper.any() else None
+    if paper_level is None or paper_level == strength[paper].min():
+        # a clean scan, a drawing app, MNIST itself: more than half of the paper lies exactly at
+        # its level with nothing beyond it, so its noise sigma (MAD) is zero: whatever is not
+        # paper is ink. (Not "more than half at one level" alone: a quiet JPEG photo is too.)
+        flat = True
+        stroke = _stroke_width(ink_class)
+        if paper_level is None:
+            residual = strength
+            median, sigma = _noise(residual)
+            floor = median + NOISE_SIGMAS * sigma
+        else:
+            residual, floor = strength - paper_level, 0.0
     else:       # a photo: paper is whatever is wider than the strokes (light, shadows, a desk)
+        flat = False
+        stroke = _stroke_width(ink_class & ~_touching_border(ink_class))
         size = 2 * int(STROKE_TO_BACKGROUND * stroke) + 3
-        residual = strength - ndimage.grey_opening(strength, size=(size, size))
-    median, sigma = _noise(residual[paper] if paper.any() else residual)
-    if not flat:
-        sigma = max(sigma, QUANTUM)
-    floor = median + NOISE_SIGMAS * sigma
+        background = ndimage.grey_opening(strength, size=(size, size))
+        residual = strength - background
+        if light_paper:     # in a shadow the ink stands out less, in proportion to the light
+            residual /= np.maximum(1.0 - background / max(strength.max(), QUANTUM), SHADE_LIMIT)
+        median, sigma = _noise(residual[paper])
+        floor = median + NOISE_SIGMAS * max(sigma, QUANTUM)
     contrast = float(residual.max()) - floor
     if contrast < MIN_CONTRAST:
         raise BlankImage(NO_DIGIT)
     weak = residual >= floor + WEAK_INK * contrast
     above_noise = residual >= floor
-    lines = _long_lines(above_noise, weak, stroke) | _long_lines(above_noise.T, weak.T, stroke).T
+    across = _long_lines(above_noise, weak, stroke)
+    along = _long_lines(above_noise.T, weak.T, stroke).T
+    lines = across | along
+    if lines.any():     # where a stroke crosses or follows a ruled line, the line is the stroke
+        thicker = int(LINE_THIN * stroke) + 2
+        lines &= ~((across & _runs(above_noise, thicker, axis=0)) | (along & _runs(above_noise, thicker, axis=1)))
     weak &= ~lines
     labels, count = ndimage.label(weak, structure=np.ones((3, 3)))
     index = np.arange(1, count + 1)
     mass = ndimage.sum_labels(residual - floor, labels, index=index)
     parts = ndimage.maximum(weak & (residual >= floor + STRONG_INK * contrast), labels, index=index).astype(bool)
     parts &= ~_page_edges(labels, count, parts)
+    if not flat:
+        parts &= ~_border_remnants(labels, count, parts, mass)
     if not parts.any() or mass[parts].max() < DOMINANT_PART * mass[parts].sum():
         raise BlankImage(NO_DIGIT)      # nothing left, or texture: many parts, none standing out
     keep = parts & (mass >= MIN_PART * mass[parts].max())
@@ -227,6 +250,37 @@ def _on_contrasting_paper(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return grey * alpha + paper_level * (1.0 - alpha)
 
 
+def _touching_border(mask: np.ndarray) -> np.ndarray:
+    """The parts of `mask` that touch the image's border (a shadow or a desk always does)."""
+    labels, count = ndimage.label(mask)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    touching = np.isin(labels, border[border > 0])
+    return touching if (mask & ~touching).any() else np.zeros_like(mask)
+
+
+def _runs(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Pixels of `mask` on runs at least `length` px long along `axis`: across a ruled line, a
+    stroke is thicker than the line."""
+    shape = (length, 1) if axis == 0 else (1, length)
+    return ndimage.binary_opening(mask, structure=np.ones(shape, bool))
+
+
+def _border_remnants(labels: np.ndarray, count: int, parts: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    """Which parts touch the border, beside a part within the image, and are either lighter than
+    it or run along a side: the tip of a shadow or the narrow end of a desk, which the background
+    estimate could not follow. A stroke leaving the frame crosses a side; it does not run along it."""
+    run = np.zeros(count, bool)
+    touches = np.zeros(count + 1, bool)
+    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        touches[side] = True
+        run |= np.bincount(side, minlength=count + 1)[1:] >= EDGE_RUN * side.size
+    border = touches[1:]
+    inner = parts & ~border
+    if not inner.any():
+        return np.zeros(count, bool)
+    return border & (run | (mass < mass[inner].max()))
+
+
 def _page_edges(labels: np.ndarray, count: int, parts: np.ndarray) -> np.ndarray:
     """Which labelled parts are the desk beyond a page's edge or a shadow's: they run along
     nearly all of one side of the image and are solid, or lie beside other parts. A digit, even
@@ -252,7 +306,8 @@ def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
     if mask.any(axis=0).sum() < LINE_SPAN * w:       # nothing crosses enough of the image
         return lines
     factor = -(-max(h, w) // LINE_SEARCH)
-    small = mask[:h - h % factor or h, :w - w % factor or w]
+    # whole blocks: the remainder is cut off, a side shorter than one block is padded to one
+    small = np.pad(mask[:h - h % factor or h, :w - w % factor or w], ((0, max(factor - h, 0)), (0, max(factor - w, 0))))
     small = small.reshape(small.shape[0] // factor, factor, -1, factor).any(axis=(1, 3)) if factor > 1 else small
     sy, sx = np.nonzero(small)
     sh, sw = small.shape
@@ -263,11 +318,12 @@ def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
     if fine_coverage.max() > coverage.max():
         slope, coverage = fine[fine_coverage.max(axis=1).argmax()], fine_coverage
     covered = _coverage(sy, sx, np.array([slope]), sh, sw)[0] >= LINE_SPAN * sw
-    # a line is a run of covered bands no wider than a fraction of the strokes, with its fringes
+    # a line is a run of covered bands (two where it straddles their boundary) no wider than a
+    # fraction of the strokes, with its fringes
     starts, ends = (np.flatnonzero(np.diff(np.concatenate([[0], covered, [0]]).astype(np.int8)) == d) for d in (1, -1))
     thin = np.zeros(covered.size + 2, bool)
     for start, end in zip(starts, ends):
-        if (end - start) * LINE_BAND * factor <= max(LINE_BAND * factor, LINE_THIN * stroke):
+        if (end - start) * LINE_BAND * factor <= max(2 * LINE_BAND * factor, LINE_THIN * stroke):
             thin[start:end + 2] = True
     thin_lines = int(np.diff(thin.astype(np.int8)).clip(0).sum())
     on_line = thin[1:-1]
@@ -276,7 +332,8 @@ def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
     if not line.any():
         return lines
     iy, ix = np.nonzero(ink)
-    rest = ix[~on_line[_band(iy / factor, ix / factor, slope, sw)]]
+    off_line = ~on_line[_band(iy / factor, ix / factor, slope, sw)]
+    rest = _largest_part(iy[off_line], ix[off_line], ink.shape)
     margin = LINE_OVERHANG * w
     if rest.size == 0:
         if thin_lines < 2:      # one line and nothing else: a "1"; two or more: ruled paper alone
@@ -285,6 +342,18 @@ def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
         return lines
     lines[y[line], x[line]] = True
     return lines
+
+
+def _largest_part(y: np.ndarray, x: np.ndarray, shape: tuple) -> np.ndarray:
+    """The columns of the largest connected part of the pixels (y, x): the digit, not the piece
+    of a ruled line that leaves the image too soon to be found as one."""
+    if x.size == 0:
+        return x
+    mask = np.zeros(shape, bool)
+    mask[y, x] = True
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    own = labels[y, x]
+    return x[own == np.bincount(own).argmax()]
 
 
 def _coverage(y: np.ndarray, x: np.ndarray, slopes: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -313,9 +382,9 @@ def _resamplable(img: Image.Image) -> Image.Image:
         raise NotAnImage(f"images in pixel mode {img.mode} are not supported: send PNG or JPEG") from None
 
 
-def _ink_strength(img: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ink_strength(img: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """How far each pixel is from the paper towards the ink (any ink colour, either polarity),
-    and the mask of paper pixels.
+    the mask of paper pixels, the mask of the darkest (or lightest) class and whether the paper is light.
 
     The paper is the one of the two brightness classes (Otsu) that holds most of the image's
     border: a digit cut out tightly touches the edges, but only at a few places. The ink
@@ -344,17 +413,17 @@ def _ink_strength(img: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     paper, ink = (grey > light_limit, grey <= dark_limit) if light_paper else (grey <= dark_limit, grey > light_limit)
     paper_colour = np.array([_median(c[paper]) if paper.any() else _median(c) for c in channels.transpose(2, 0, 1)])
     difference = (paper_colour - channels) if light_paper else (channels - paper_colour)
-    return difference.max(axis=2), paper, ink
+    return difference.max(axis=2), paper, ink, light_paper
 
 
 def _three_levels(values: np.ndarray) -> tuple[float, float]:
     """Two thresholds splitting values in [0, 1] into dark, middle and light classes of least
     within-class variance (three-class Otsu on a 64-bin histogram)."""
-    bins = 64
+    bins = LEVEL_BINS
     hist = np.bincount(np.clip((values * bins).astype(np.int32), 0, bins - 1).ravel(), minlength=bins)
     weight = np.concatenate([[0], np.cumsum(hist)]).astype(np.float64)        # pixels below bin i
     moment = np.concatenate([[0], np.cumsum(hist * np.arange(bins))]).astype(np.float64)
-    lo, hi = np.triu_indices(bins + 1, k=1)                                    # classes [0,lo) [lo,hi) [hi,bins)
+    lo, hi = LEVEL_SPLITS                                                      # classes [0,lo) [lo,hi) [hi,bins)
     score = np.zeros(lo.shape)
     for start, end in ((0, lo), (lo, hi), (hi, bins)):
         w = weight[end] - weight[start]

@@ -80,6 +80,16 @@ def test_noise_alone_is_not_a_digit():
         normalized(styles.encode(Image.fromarray(noisy_paper)))
 
 
+@pytest.mark.parametrize("shape", [(129, 1), (1, 129), (300, 2), (2, 300)])
+def test_images_a_pixel_or_two_thin_are_refused_not_crashed_on(shape):
+    """The ruled-line search works on blocks of pixels: a side shorter than one block once
+    crashed it (found by the fuzzer: a damaged 1x129 TIFF, one dot on black)."""
+    strip = np.zeros(shape, np.uint8)
+    strip.flat[strip.size // 2] = 26
+    with pytest.raises(BlankImage):
+        normalized(styles.encode(Image.fromarray(strip)))
+
+
 def test_undecodable_and_oversized_inputs_are_refused():
     with pytest.raises(NotAnImage):
         decode_image(b"", CAP)
