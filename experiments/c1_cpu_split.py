@@ -3,12 +3,22 @@ do-nothing floor, alternating (docs/performance.md, "The lead for c=1").
 
     PYTHONPATH=. python experiments/c1_cpu_split.py
 """
-import contextlib, re, subprocess, tempfile
+import contextlib
+import re
+import subprocess
+import tempfile
 from pathlib import Path
-from harness.server import serving, REPO
+
 from harness.archives import floor_archive
+from harness.server import REPO, serving
+
 DIGIT = REPO / "artifacts/samples/test00000-digit7.png"
-def cpu(p): return sum(p.cpu_times()[:2])
+
+
+def cpu(process) -> float:
+    return sum(process.cpu_times()[:2])
+
+
 with contextlib.ExitStack() as stack:
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
     servers = {"shipped": stack.enter_context(serving()),
