@@ -25,7 +25,7 @@ from ts.utils.util import PredictionException
 from handler.explain import Explainer
 from handler.payload import Batch, parse
 from model.errors import InternalError, RequestError, TooManyExplanations
-from model.inference import TRAINING_RECORD, probabilities
+from model.inference import TRAINING_RECORD, answer, probabilities
 from model.preprocess import INPUT_SIZE, prepare, to_model_input
 
 logger = logging.getLogger(__name__)
@@ -170,13 +170,10 @@ class DigitHandler(BaseHandler):
     def postprocess(self, batch):
         responses = [None] * batch.size
         if batch.probabilities is not None:
-            confidence, digit = batch.probabilities.max(dim=1)
-            for idx, p, c, d in zip(batch.accepted, batch.probabilities.tolist(),
-                                    confidence.tolist(), digit.tolist()):
-                responses[idx] = self._reply(batch.request(idx), 200, {
-                    "digit": d, "confidence": round(c, 6), "probabilities": [round(v, 6) for v in p],
-                    **batch.explanations.get(idx, {})})
-            for d, n in Counter(digit.tolist()).items():
+            answers = [answer(p) for p in batch.probabilities.tolist()]
+            for idx, fields in zip(batch.accepted, answers):
+                responses[idx] = self._reply(batch.request(idx), 200, {**fields, **batch.explanations.get(idx, {})})
+            for d, n in Counter(fields["digit"] for fields in answers).items():
                 self._count("DigitPredictions", n, str(d))
         for idx, error in batch.rejected.items():
             request = batch.request(idx)

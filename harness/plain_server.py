@@ -26,7 +26,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from harness.server import REPO, WEIGHTS, free_ports
 from configuration import handler_settings
 from model.errors import RequestError
-from model.inference import load_model, probabilities, served_temperature
+from model.inference import answer, load_model, probabilities, served_temperature
 from model.preprocess import prepare, to_model_input
 
 MAX_PIXELS = handler_settings()["max_pixels"]
@@ -47,10 +47,7 @@ async def predict(request: Request) -> Response:
     except RequestError as error:
         raise HTTPException(error.status, str(error)) from None
     with torch.inference_mode():
-        answer = probabilities(MODEL, to_model_input(torch.from_numpy(digit)[None]), TEMPERATURE)[0]
-    confidence, digit_read = answer.max(dim=0)
-    body = {"digit": int(digit_read), "confidence": round(float(confidence), 6),
-            "probabilities": [round(v, 6) for v in answer.tolist()]}
+        body = answer(probabilities(MODEL, to_model_input(torch.from_numpy(digit)[None]), TEMPERATURE)[0].tolist())
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 

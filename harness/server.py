@@ -20,7 +20,8 @@ from pathlib import Path
 import psutil
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
+from configuration import REPO, SERVER_CONFIG
+
 WEIGHTS = REPO / "artifacts" / "lenet5_mnist.pt"
 ARCHIVE = REPO / "model_store" / "mnist.mar"
 SERVING_CONFIG = ["config/config.properties", "config/log4j2.xml"]
@@ -61,7 +62,7 @@ def write_server_config(dest: Path, ports: dict, overrides: dict | None = None) 
     """config/config.properties with its addresses moved to `ports` and `overrides` applied."""
     settings = {**port_settings(ports), **(overrides or {})}
     lines = []
-    for line in (REPO / "config" / "config.properties").read_text().splitlines():
+    for line in SERVER_CONFIG.read_text().splitlines():
         key = line.split("=", 1)[0]
         lines.append(f"{key}={settings.pop(key)}" if key in settings else line)
     lines += [f"{key}={value}" for key, value in settings.items()]

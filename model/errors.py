@@ -1,9 +1,10 @@
 """Every way the server refuses a request: one class per reason, each carrying its HTTP status.
 
 The handler answers a `RequestError` with {"code": status, "type": reason, "message": ...} and
-counts it in DigitRejections{Reason=reason}; no table maps reasons to statuses. The classes live
-in model/ because the shared preprocessing (model/preprocess.py) raises the image ones, in
-training and tests as in the handler; the handler raises those about the request itself.
+counts it in DigitRejections{Reason=reason}; HTTP_STATUS, derived from the classes, serves the
+tests and checks that read answers back. The classes live in model/ because the shared
+preprocessing (model/preprocess.py) raises the image ones, in training and tests as in the
+handler; the handler raises those about the request itself.
 """
 
 

@@ -34,3 +34,11 @@ def calibrated(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 def probabilities(model: torch.nn.Module, inputs: torch.Tensor, temperature: float) -> torch.Tensor:
     """The answer to (N, 1, 32, 32) model inputs (as `to_model_input` makes them): (N, 10)."""
     return calibrated(model(inputs), temperature)
+
+
+def answer(probabilities: list[float]) -> dict:
+    """The answer's JSON fields for one image's 10 probabilities: the digit read, its confidence and
+    all ten, to 6 decimals."""
+    confidence = max(probabilities)
+    return {"digit": probabilities.index(confidence), "confidence": round(confidence, 6),
+            "probabilities": [round(p, 6) for p in probabilities]}
