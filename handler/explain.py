@@ -12,7 +12,6 @@ The baseline is a blank page as the model sees it: `to_model_input` of an all-ba
 so attributions say what each pixel of ink contributed against no ink at all.
 """
 import torch
-from captum.attr import IntegratedGradients
 
 from model.preprocess import MNIST_SIZE, to_model_input
 
@@ -23,12 +22,18 @@ class Explainer:
     """Attributions of chosen logits of `model` to each pixel of its (N, 1, 32, 32) inputs."""
 
     def __init__(self, model: torch.nn.Module, steps: int):
+        self.model = model
         self.steps = steps
         self.baseline = to_model_input(torch.zeros(1, MNIST_SIZE, MNIST_SIZE, dtype=torch.uint8))
-        self.integrated_gradients = IntegratedGradients(model)
+        self.integrated_gradients = None
 
     def __call__(self, inputs: torch.Tensor, targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 32, 32) attributions of logit targets[i] for inputs[i], and each map's completeness gap."""
+        if self.integrated_gradients is None:
+            # Imported at the first explanation, not at start: captum.attr imports matplotlib,
+            # about 1 s of every worker's start (docs/performance.md, "Cold start").
+            from captum.attr import IntegratedGradients
+            self.integrated_gradients = IntegratedGradients(self.model)
         with torch.enable_grad():
             attributions, delta = self.integrated_gradients.attribute(
                 inputs, baselines=self.baseline.to(inputs.device), target=targets, n_steps=self.steps,
