@@ -50,7 +50,7 @@ RUN --mount=type=bind,from=requirements,source=/stage/serving-requirements.txt,t
 WORKDIR /home/model-server
 COPY --from=model /stage/mnist.mar model_store/
 COPY config/config.properties config/log4j2.xml config/
-COPY --chmod=0755 container/container_start.sh container/healthcheck.py /usr/local/bin/
+COPY --chmod=0755 container/container_start.sh container/healthcheck.py container/usable_cpus.py /usr/local/bin/
 # model-server, by number, so that a runtime can verify it is not root.
 USER 1000
 

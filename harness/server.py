@@ -26,7 +26,8 @@ WEIGHTS = REPO / "artifacts" / "lenet5_mnist.pt"
 ARCHIVE = REPO / "model_store" / "mnist.mar"
 SERVING_CONFIG = ["config/config.properties", "config/log4j2.xml"]
 # What scripts/start.sh (`make serve`) needs of the repository, the archive aside.
-START_SCRIPTS = ["scripts/start.sh", "scripts/stop.sh", "scripts/wait_ready.sh", "container/healthcheck.py"]
+START_SCRIPTS = ["scripts/start.sh", "scripts/stop.sh", "scripts/wait_ready.sh", "container/healthcheck.py",
+                 "container/usable_cpus.py"]
 START = ["torchserve", "--start", "--ncs", "--ts-config", "config/config.properties",
          "--log-config", "config/log4j2.xml"]
 PORTS = ["inference", "management", "metrics", "grpc_inference", "grpc_management"]

@@ -15,20 +15,10 @@ scripts/stop.sh
 
 export TMPDIR=${TMPDIR:-/tmp} TEMP=${TMPDIR:-/tmp}/mnist-torchserve-$(id -u)
 mkdir -p -m 0700 "$TEMP"
-# One worker per CPU this server may use: its affinity (taskset) and its cgroup's CPU limit. Left
-# to itself TorchServe would start one per GPU where it sees GPUs, leaving the CPU-side normalizer
-# short of workers (docs/performance.md, "Workers").
-usable_cpus() {
-  python3 -c 'import math, os
-cpus = len(os.sched_getaffinity(0))
-try:
-    quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
-    cpus = cpus if quota == "max" else max(1, min(cpus, math.ceil(int(quota) / int(period))))
-except (OSError, ValueError):
-    pass
-print(cpus)'
-}
-export TS_DEFAULT_WORKERS_PER_MODEL=${TS_DEFAULT_WORKERS_PER_MODEL:-$(usable_cpus)}
+# One worker per CPU this server may use (container/usable_cpus.py: its affinity, capped by its
+# cgroup's CPU quota), unless the caller chose. Left to itself TorchServe would start one per GPU
+# where it sees GPUs, leaving the CPU-side normalizer short of workers (docs/performance.md, "Workers").
+export TS_DEFAULT_WORKERS_PER_MODEL=${TS_DEFAULT_WORKERS_PER_MODEL:-$(python3 container/usable_cpus.py)}
 started_ms=$(date +%s%3N)
 mkdir -p logs   # the server inherits these streams: never leave it holding the caller's pipe
 # Without PYTHONPATH (the Makefile exports the repository on it): TorchServe would put it ahead

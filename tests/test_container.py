@@ -113,7 +113,8 @@ def test_image_ships_what_the_tests_run():
                for pattern in args.split()[:-1] if not pattern.startswith("--")
                for found in sorted(REPO.glob(pattern))]
     assert sorted(sources) == sorted([str(ARCHIVE.relative_to(REPO)), "requirements.txt", *CONFIG_FILES,
-                                      "container/container_start.sh", "container/healthcheck.py"])
+                                      "container/container_start.sh", "container/healthcheck.py",
+                                      "container/usable_cpus.py"])
     assert [path for path in sources if dockerignored(path)] == []
     final = [(keyword, args) for stage, keyword, args in instructions() if stage == "final"]
     assert ("COPY", "--from=model /stage/mnist.mar model_store/") in final
@@ -180,6 +181,10 @@ def test_prediction_is_right(container, test_set):
     response = container.server.predict(mnist_png(images[0]))
     assert response.status_code == 200, response.text
     assert response.json()["digit"] == labels[0]
+
+
+def test_one_worker_per_cpu_the_container_may_use(container):
+    assert len(container.server.processes()[1]) == len(os.sched_getaffinity(0))
 
 
 def test_metrics_answer_without_a_token(container):

@@ -202,6 +202,14 @@ def test_config_has_the_layout_kserve_expects():
     assert snapshot["marName"] == "mnist.mar" and snapshot["batchSize"] == 1
 
 
+def test_each_replica_starts_one_worker_per_cpu_of_its_limit():
+    """The snapshot must name its worker count (TorchServe reads no default there): it is kept
+    equal to the CPUs the manifest gives a replica, as scripts/start.sh derives it elsewhere."""
+    resources = yaml.safe_load((DEPLOY / "inferenceservice.yaml").read_text())["spec"]["predictor"]["model"]["resources"]
+    snapshot = json.loads(deploy_settings()["model_snapshot"])["models"]["mnist"]["1.0"]
+    assert snapshot["minWorkers"] == snapshot["maxWorkers"] == int(resources["limits"]["cpu"]) == int(resources["requests"]["cpu"])
+
+
 POD_PATHS = {"/mnt/models/config/healthcheck.py": REPO / "container" / "healthcheck.py"}   # the layout README builds
 
 

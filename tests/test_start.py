@@ -8,7 +8,8 @@
   server started as the tests start theirs: each has its own worker-socket folder, and kill -9
   of one of the second server's workers leaves the first's sockets, worker PIDs and answers as
   they were. (With both in /tmp, the second server's workers replace the first's socket files
-  with their own.)
+  with their own.) It starts one worker per CPU it may use: container/usable_cpus.py, checked
+  here under `taskset` and against cgroup quota files.
 The container's layout is started by tests/test_container.py.
 """
 import os
@@ -24,6 +25,7 @@ from harness.server import (ARCHIVE, PORTS, REPO, SERVING_CONFIG, START_SCRIPTS,
 from training.user_styles import mnist_png
 
 CONFIG = REPO / "config" / "config.properties"
+USABLE_CPUS = REPO / "container" / "usable_cpus.py"
 BY_HAND = ["torchserve", "--start", "--ncs", "--ts-config", str(CONFIG), "--model-store", "store",
            "--models", "mnist=mnist.mar"]
 REPOSITORY_LAYOUT = [*START_SCRIPTS, *SERVING_CONFIG, "model_store/mnist.mar"]
@@ -129,3 +131,30 @@ def test_make_serve_workers_import_the_archive_not_the_checkout(made):
         path = worker.environ().get("PYTHONPATH", "").split(":")
         assert str(REPO) not in path
         assert path[0].startswith(str(made.workdir / "tmp")), path   # the extracted archive comes first
+
+
+def usable_cpus(*args: str, cpu_set: str | None = None) -> int:
+    taskset = ["taskset", "-c", cpu_set] if cpu_set else []
+    return int(subprocess.run([*taskset, "python3", USABLE_CPUS, *args], capture_output=True, text=True,
+                              check=True).stdout)
+
+
+def test_make_serve_starts_one_worker_per_usable_cpu(made):
+    assert len(made.processes()[1]) == usable_cpus() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("cpu_max, cpu_set, expected", [
+    (None, "0", 1),                       # taskset -c 0
+    ("max 100000", "0,1", 2),             # a cgroup without a quota
+    ("150000 100000", "0,1", 2),          # --cpus 1.5: rounded up
+    ("50000 100000", "0,1", 1),           # --cpus 0.5: at least one
+    ("100000 100000", "0,1", 1),          # --cpus 1 on two cores
+    ("400000 100000", "0", 1),            # a quota above the CPU set: the set decides
+])
+def test_usable_cpus_are_the_cpu_set_capped_by_the_cgroup_quota(tmp_path, cpu_max, cpu_set, expected):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+    cgroup_file = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        cgroup_file.write_text(cpu_max + "\n")
+    assert usable_cpus(str(cgroup_file), cpu_set=cpu_set) == expected
