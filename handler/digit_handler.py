@@ -1,7 +1,8 @@
 """TorchServe handler: any image of one handwritten digit -> softmax over 0-9.
 
 TorchServe wants exactly one class in this file; request parsing lives in handler/payload.py,
-digits sent as tensors in handler/tensors.py, explanations in handler/explain.py.
+digits sent as tensors in handler/tensors.py, explanations in handler/explain.py, a batch's metric
+lines in handler/metric_lines.py.
 BaseHandler loads LeNet-5 from the archive (model file + state_dict) onto the device
 TorchServe assigned and drives preprocess -> inference -> postprocess. This subclass
 overrides only those three steps, so that each request in a batch gets its own answer or
@@ -23,6 +24,7 @@ from ts.torch_handler.base_handler import BaseHandler
 from ts.utils.util import PredictionException
 
 from handler.explain import Explainer
+from handler.metric_lines import batched_metric_lines
 from handler.payload import Batch, parse
 from model.errors import InternalError, RequestError, TooManyExplanations
 from model.inference import TRAINING_RECORD, answer, probabilities
@@ -71,6 +73,7 @@ class DigitHandler(BaseHandler):
         self.temperature = float(json.loads(training.read_text())["temperature"])
         self.explainer = Explainer(self.model, steps=int(settings["explain_steps"]))
         self.predictor = self._predictor(optimize=bool(settings.get("optimize", False)))
+        self.metric_lines = batched_metric_lines()
         # deviceType gpu falls back to the CPU silently: say in model_log.log where answers come from.
         logger.info("LeNet-5 answers on %s%s", self.device, "" if self.predictor is self.model else " (optimized)")
 
@@ -92,13 +95,15 @@ class DigitHandler(BaseHandler):
 
     def handle(self, data, context):
         """BaseHandler's preprocess -> inference -> postprocess, timed: every request of the batch
-        spent that long in the handler, so each one is an observation of the latency histogram."""
-        started = time.perf_counter()
-        responses = super().handle(data, context)
-        deciseconds = (time.perf_counter() - started) * 10
-        latency = self.context.metrics.get_metric("DigitLatencyDeciseconds", MetricTypes.HISTOGRAM)
-        for _ in data:
-            latency.add_or_update(deciseconds, dimension_values=[self.context.model_name])
+        spent that long in the handler, so each one is an observation of the latency histogram.
+        The batch's metric lines reach the frontend in one write (handler/metric_lines.py)."""
+        with self.metric_lines():
+            started = time.perf_counter()
+            responses = super().handle(data, context)
+            deciseconds = (time.perf_counter() - started) * 10
+            latency = self.context.metrics.get_metric("DigitLatencyDeciseconds", MetricTypes.HISTOGRAM)
+            for _ in data:
+                latency.add_or_update(deciseconds, dimension_values=[self.context.model_name])
         return responses
 
     def preprocess(self, data):

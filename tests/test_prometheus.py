@@ -8,8 +8,12 @@
   recording rules give values on the real series.
 - `make monitor` (scripts/monitor.py) starts Prometheus beside a server; the query it prints
   shows the traffic.
+- The worker hands a batch's metric lines to the frontend in one write (handler/metric_lines.py),
+  the lines outside a batch at once.
 """
+import io
 import json
+import logging
 import math
 import os
 import re
@@ -26,6 +30,7 @@ import requests
 import yaml
 from PIL import Image
 
+from handler.metric_lines import MetricLines
 from harness.prometheus import DEPLOY, scrape_config, start_prometheus
 from harness.server import REPO, free_ports
 from training import user_styles as styles
@@ -224,3 +229,29 @@ def test_make_monitor_without_a_server_says_to_start_one(tmp_path):
     started = subprocess.run([sys.executable, "-m", "scripts.monitor"], cwd=REPO, env=env, capture_output=True,
                              text=True, timeout=60)
     assert started.returncode == 1 and "run `make serve` first" in started.stderr
+
+
+class Writes(io.StringIO):
+    """A stream that remembers each write."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_a_batch_metric_lines_reach_the_frontend_in_one_write():
+    stream = Writes()
+    lines = MetricLines(stream, logging.Formatter("%(message)s"))
+    logger = logging.Logger("metrics under test", logging.INFO)
+    logger.addHandler(lines)
+    with lines.batch():
+        for value in range(3):
+            logger.info("[METRICS]DigitLatencyDeciseconds.ds:%d", value)
+        assert stream.writes == []
+    logger.info("[METRICS]HandlerTime.ms:1")
+    assert stream.writes == ["".join(f"[METRICS]DigitLatencyDeciseconds.ds:{v}\n" for v in range(3)),
+                             "[METRICS]HandlerTime.ms:1\n"]
