@@ -1,0 +1,70 @@
+"""What the same work costs when it runs back to back and when it runs after a pause.
+
+    PYTHONPATH=. python experiments/cold_handler.py
+
+A lone client's request reaches a TorchServe worker that has been idle for a whole request
+cycle (the frontend hands lone requests to the workers in turn), while a single-process server
+runs its next request right after the last. This times, in-process and on one thread, the
+archive's handler driven by TorchServe's own worker code (harness.worker), the decode and
+normalization alone, and the optimized forward pass alone: median wall time of 300 calls,
+back to back and after a 2 ms and a 10 ms pause (docs/performance.md, "A lone request").
+"""
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from configuration import handler_settings
+from harness.server import ARCHIVE, REPO, WEIGHTS
+from harness.worker import Request, Worker
+from model.inference import load_model, probabilities
+from model.preprocess import INPUT_SIZE, prepare, to_model_input
+
+PNG = (REPO / "artifacts" / "samples" / "test00000-digit7.png").read_bytes()
+PAUSES_S = (0, 0.002, 0.01)
+CALLS = 300
+
+
+def median_ms(call, pause_s: float) -> float:
+    times = []
+    for _ in range(CALLS):
+        if pause_s:
+            time.sleep(pause_s)
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    worker = Worker(ARCHIVE, Path(tempfile.mkdtemp()))
+    request = Request("png", PNG, "image/png")
+    cap = handler_settings()["max_pixels"]
+    model = load_model(str(WEIGHTS))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        optimized = torch.jit.optimize_for_inference(
+            torch.jit.trace(model, torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE), check_trace=False))
+    digit = to_model_input(torch.from_numpy(prepare(PNG, cap))[None])
+
+    def forward():
+        with torch.inference_mode():
+            probabilities(optimized, digit, temperature=1.0)
+
+    work = {"handler (TorchServe's worker code)": lambda: worker.answer(request),
+            "decode + normalize": lambda: prepare(PNG, cap),
+            "optimized forward pass": forward}
+    print("| work | " + " | ".join(f"pause {1000 * p:g} ms" for p in PAUSES_S) + " |")
+    print("|---|" + "---|" * len(PAUSES_S))
+    for name, call in work.items():
+        for _ in range(50):
+            call()
+        print(f"| {name} | " + " | ".join(f"{median_ms(call, p):.2f} ms" for p in PAUSES_S) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
