@@ -7,7 +7,8 @@ cycle (the frontend hands lone requests to the workers in turn), while a single-
 runs its next request right after the last. This times, in-process and on one thread, the
 archive's handler driven by TorchServe's own worker code (harness.worker), the decode and
 normalization alone, and the optimized forward pass alone: median wall time of 300 calls,
-back to back and after a 2 ms and a 10 ms pause (docs/performance.md, "A lone request").
+back to back, after a 2 ms and a 10 ms sleep, and after 10 ms spent spinning in Python instead
+of sleeping (docs/performance.md, "A lone request").
 """
 import statistics
 import tempfile
@@ -24,15 +25,24 @@ from model.inference import load_model, probabilities
 from model.preprocess import INPUT_SIZE, prepare, to_model_input
 
 PNG = (REPO / "artifacts" / "samples" / "test00000-digit7.png").read_bytes()
-PAUSES_S = (0, 0.002, 0.01)
+PAUSES = {"back to back": (0, "sleep"), "2 ms sleep": (0.002, "sleep"), "10 ms sleep": (0.01, "sleep"),
+          "10 ms spin": (0.01, "spin")}
 CALLS = 300
 
 
-def median_ms(call, pause_s: float) -> float:
+def pause(seconds: float, how: str) -> None:
+    if how == "sleep":
+        time.sleep(seconds)
+        return
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def median_ms(call, seconds: float, how: str) -> float:
     times = []
     for _ in range(CALLS):
-        if pause_s:
-            time.sleep(pause_s)
+        pause(seconds, how)
         started = time.perf_counter()
         call()
         times.append(time.perf_counter() - started)
@@ -58,12 +68,12 @@ def main() -> None:
     work = {"handler (TorchServe's worker code)": lambda: worker.answer(request),
             "decode + normalize": lambda: prepare(PNG, cap),
             "optimized forward pass": forward}
-    print("| work | " + " | ".join(f"pause {1000 * p:g} ms" for p in PAUSES_S) + " |")
-    print("|---|" + "---|" * len(PAUSES_S))
+    print("| work | " + " | ".join(PAUSES) + " |")
+    print("|---|" + "---|" * len(PAUSES))
     for name, call in work.items():
         for _ in range(50):
             call()
-        print(f"| {name} | " + " | ".join(f"{median_ms(call, p):.2f} ms" for p in PAUSES_S) + " |", flush=True)
+        print(f"| {name} | " + " | ".join(f"{median_ms(call, *p):.2f} ms" for p in PAUSES.values()) + " |", flush=True)
 
 
 if __name__ == "__main__":
