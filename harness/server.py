@@ -186,11 +186,13 @@ def serving_directory(archive: Path = ARCHIVE) -> Path:
 
 
 @contextlib.contextmanager
-def started_like_make_serve(archive: Path = ARCHIVE, extra_env: dict | None = None) -> Iterator[Server]:
+def started_like_make_serve(archive: Path = ARCHIVE, extra_env: dict | None = None,
+                            cpus: list[int] | None = None) -> Iterator[Server]:
     """A READY TorchServe on `archive` started by scripts/start.sh, as `make serve` starts it, in a
     fresh copy of the repository's layout: the caller's environment (PYTHONPATH included: the
     Makefile exports it, start.sh must not pass it on), config/ untouched, the ports moved with
     TorchServe's TS_* variables, its own TMPDIR (pid file; start.sh puts the sockets under it).
+    `cpus`: start it under `taskset` on those CPUs only, frontend and workers.
     Stopped with scripts/stop.sh and removed on exit."""
     workdir = serving_directory(archive)
     try:
@@ -202,7 +204,8 @@ def started_like_make_serve(archive: Path = ARCHIVE, extra_env: dict | None = No
         env = {**{k: v for k, v in os.environ.items() if k != "TEMP"}, "TMPDIR": str(workdir / "tmp"),
                **port_variables(ports), **(extra_env or {})}
         try:
-            subprocess.run([workdir / "scripts" / "start.sh"], cwd=workdir, env=env, check=True,
+            taskset = ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
+            subprocess.run([*taskset, workdir / "scripts" / "start.sh"], cwd=workdir, env=env, check=True,
                            stdout=subprocess.DEVNULL)
             yield Server.on_ports(workdir, ports, env)
         finally:   # also after a failed start, which may leave a server behind

@@ -12,7 +12,9 @@
    - torchserve_defaults: the same handler under TorchServe's default model settings (batch 1,
      no thread cap), started the same way;
    - floor: a handler that does nothing (harness/floor_handler.py) with the shipped model
-     settings, i.e. what TorchServe itself costs per request, started the same way.
+     settings, i.e. what TorchServe itself costs per request, started the same way;
+   - with BENCH_ONE_CORE=1, shipped_1_core: the shipped server started the same way under
+     `taskset` on one CPU (so with one worker), `hey` still free to use every CPU.
 3. At each concurrency the servers take turns, BENCH_ROUNDS rounds (the order rotates each
    round), each turn a BENCH_WARMUP s warm-up then a BENCH_SECONDS s point. On a shared machine
    the load of other work drifts by tens of percent within minutes: only quantities taken in
@@ -113,7 +115,10 @@ def default_settings_archive(tmp: Path) -> Path:
     return pack(tmp, {"deviceType": shipped["deviceType"], "handler": handler})
 
 
-SERVERS = ("shipped", "plain_python", "torchserve_defaults", "floor")
+# BENCH_ONE_CORE=1 adds the shipped server started on the first of the bench's CPUs only: its
+# ratios show what the second core gives, measured in the same alternation.
+ONE_CORE = os.environ.get("BENCH_ONE_CORE") == "1"
+SERVERS = ("shipped", "plain_python", "torchserve_defaults", "floor") + (("shipped_1_core",) if ONE_CORE else ())
 OURS = "shipped"
 
 
@@ -293,7 +298,9 @@ def start_all(stack: contextlib.ExitStack, tmp: Path) -> tuple[dict[str, Endpoin
     starters = {"shipped": lambda: started_like_make_serve(REPO / "model_store" / "mnist.mar"),
                 "plain_python": plain_python_server,
                 "torchserve_defaults": lambda: started_like_make_serve(default_settings_archive(tmp / "defaults")),
-                "floor": lambda: started_like_make_serve(floor_archive(tmp / "floor"))}
+                "floor": lambda: started_like_make_serve(floor_archive(tmp / "floor")),
+                "shipped_1_core": lambda: started_like_make_serve(REPO / "model_store" / "mnist.mar",
+                                                                  cpus=sorted(os.sched_getaffinity(0))[:1])}
     endpoints, cold = {}, {}
     for name in SERVERS:
         print(f"[bench] starting {name}", flush=True)
