@@ -151,8 +151,9 @@ def _ink(img: Image.Image) -> np.ndarray:
     if clean is not None:
         return clean
     strength, paper, ink_class, light_paper = _ink_strength(img)
-    paper_level = _median(strength[paper]) if paper.any() else None
-    if paper_level is None or paper_level == strength[paper].min():
+    paper_strength = strength[paper]
+    paper_level = _median(paper_strength) if paper_strength.size else None
+    if paper_level is None or paper_level == paper_strength.min():
         # a clean scan, a drawing app, MNIST itself: more than half of the paper lies exactly at
         # its level with nothing beyond it, so its noise sigma (MAD) is zero: whatever is not
         # paper is ink. (Not "more than half at one level" alone: a quiet JPEG photo is too.)
@@ -180,7 +181,7 @@ def _ink(img: Image.Image) -> np.ndarray:
     if not flat:
         lines = _ruled_lines(residual >= floor, weak, stroke)
     else:   # only directions a ruled line may cross are searched, the search being costly
-        across, along = _may_be_ruled(weak)
+        across, along = _ruling_may_cross(weak)
         lines = np.zeros_like(weak)
         if across or along:     # flat paper lies at the floor: only what is above it is drawn
             lines = _ruled_lines(residual > floor, weak, _stroke_width(ink_class), across, along)
@@ -243,18 +244,20 @@ def _clean_ink(img: Image.Image) -> np.ndarray | None:
     return np.clip((grey - paper) / contrast, 0.0, 1.0)
 
 
-def _may_be_ruled(ink: np.ndarray) -> tuple[bool, bool]:
-    """Whether a ruled line may cross `ink` (across the image, along it): a straight path tilted
-    as ruling may be (LINE_SLOPES) runs on it across LINE_SPAN of the image from where it meets a
-    side, thin (LINE_THIN of the strokes) with paper beside it for LINE_OVERHANG of the image in
-    each half, as a line running on past both ends of a digit is. A digit cut out tightly meets
-    the sides in strokes as thick as its others, which end where the digit ends."""
+def _ruling_may_cross(ink: np.ndarray) -> tuple[bool, bool]:
+    """Whether ruling may cross `ink` (across the image, along it): two or more straight paths
+    tilted as ruling may be (LINE_SLOPES) run on it from one side to the other, over LINE_SPAN of
+    the image, from runs along the side no thicker than a ruled line (LINE_THIN of the strokes,
+    at least two search bands), and with paper beside them for LINE_OVERHANG of the image in each
+    half, as lines running on past both ends of a digit have. A digit cut out tightly meets the
+    sides in strokes as thick as its others, which end where the digit ends; a single bar of a
+    tiny digit may pass for a line, two parallel ones hardly."""
     thin = max(2 * LINE_BAND, LINE_THIN * _typical_stroke(ink))
-    return _thin_path_from_side(ink, thin), _thin_path_from_side(ink.T, thin)
+    return _thin_paths_from_side(ink, thin), _thin_paths_from_side(ink.T, thin)
 
 
-def _thin_path_from_side(mask: np.ndarray, thin: float) -> bool:
-    """`_may_be_ruled` for paths from the left or the right side, nearly horizontal."""
+def _thin_paths_from_side(mask: np.ndarray, thin: float) -> bool:
+    """`_ruling_may_cross` for nearly horizontal paths from the left or the right side."""
     h, w = mask.shape
     starts, sides = [], (mask[:, 0], mask[:, -1])
     for side in sides:      # from the middle of each run along the side no thicker than a line
@@ -269,17 +272,21 @@ def _thin_path_from_side(mask: np.ndarray, thin: float) -> bool:
     near = mask | padded[reach - 1:-reach - 1] | padded[reach + 1:h + reach + 1]   # a path wavers by a pixel
     alone = near & ~padded[:h] & ~padded[2 * reach:]     # ... and a thin line has paper beside it
     distance = np.arange(w)                              # from the side the path starts at
-    rise = np.rint(LINE_SLOPES[:, None] * distance).astype(np.int64)
+    rise = np.rint(LINE_SLOPES[:, None] * distance).astype(np.intp)
     columns = np.where(np.arange(y.size)[:, None] < starts[0].size, distance, w - 1 - distance)[:, None, :]
     rows = y[:, None, None] + rise
     inside = (rows >= 0) & (rows < h)
-    rows = rows.clip(0, h - 1)
-    spans = np.count_nonzero(inside & near[rows, columns], axis=2) >= LINE_SPAN * w
-    alone = inside & alone[rows, columns]
+    path = rows.clip(0, h - 1) * w + columns             # flat indices: faster than pairs
+    on_path = inside & near.ravel()[path]
+    spans = (np.count_nonzero(on_path, axis=2) >= LINE_SPAN * w) & on_path[..., -1]    # to the other side
+    if not spans.any():
+        return False
+    thin_there = inside & alone.ravel()[path]
     overhang = LINE_OVERHANG * w
-    near_half = np.count_nonzero(alone[..., :w // 2], axis=2) >= overhang
-    far_half = np.count_nonzero(alone[..., w // 2:], axis=2) >= overhang
-    return bool((spans & near_half & far_half).any())
+    near_half = np.count_nonzero(thin_there[..., :w // 2], axis=2) >= overhang
+    far_half = np.count_nonzero(thin_there[..., w // 2:], axis=2) >= overhang
+    lines = (spans & near_half & far_half).any(axis=1)
+    return bool(max(np.count_nonzero(lines[:starts[0].size]), np.count_nonzero(lines[starts[0].size:])) >= 2)
 
 
 def _typical_stroke(ink: np.ndarray) -> float:
@@ -478,7 +485,7 @@ def _ink_strength(img: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         channels = np.asarray(img, np.float32) / 255
     else:
         channels = (np.asarray(img.convert("L"), np.float32) / 255)[..., None]
-    grey = channels.mean(axis=2)
+    grey = channels.mean(axis=2) if channels.shape[2] > 1 else channels[..., 0]
     dark_limit, light_limit = _three_levels(grey)
     border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
     dark_border, light_border = (border <= dark_limit).mean(), (border > light_limit).mean()
@@ -486,7 +493,7 @@ def _ink_strength(img: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     paper, ink = (grey > light_limit, grey <= dark_limit) if light_paper else (grey <= dark_limit, grey > light_limit)
     paper_colour = np.array([_median(c[paper]) if paper.any() else _median(c) for c in channels.transpose(2, 0, 1)])
     difference = (paper_colour - channels) if light_paper else (channels - paper_colour)
-    return difference.max(axis=2), paper, ink, light_paper
+    return (difference.max(axis=2) if channels.shape[2] > 1 else difference[..., 0]), paper, ink, light_paper
 
 
 def _three_levels(values: np.ndarray) -> tuple[float, float]:

@@ -135,20 +135,19 @@ def _search_calls(monkeypatch) -> list:
     return calls
 
 
-@pytest.mark.parametrize("style,searches", [("frame_filling", 30), ("low_resolution", 60)])
-def test_flat_digits_touching_the_border_skip_the_line_search_without_changing_the_digit(test_set, style, searches,
-                                                                                           monkeypatch):
+@pytest.mark.parametrize("style,searches,unchanged", [("frame_filling", 30, 1.0), ("low_resolution", 60, 0.9)])
+def test_flat_digits_touching_the_border_skip_the_line_search(test_set, style, searches, unchanged, monkeypatch):
     """Tight crops and enlargements of flat drawings or scans touch the border, so they are not
-    clean; no thin line crosses them, so the costly ruled-line search is skipped, and running
-    it anyway would find nothing: the digits are the same."""
+    clean; no ruling crosses them, so the costly ruled-line search is skipped. Run anyway, it
+    changes no crop, and on a few tiny enlargements takes a bar of the digit for a line."""
     rng = np.random.default_rng(0)
     images = [decode_image(getattr(styles, style)(a, rng), CAP) for a in test_set[0][:60]]
     calls = _search_calls(monkeypatch)
     skipped = np.stack([normalize_digit(img) for img in images])
-    assert len(calls) <= searches       # 2 per image without the skip; measured: 15 and 37 (photos search)
-    monkeypatch.setattr(preprocess, "_may_be_ruled", lambda ink: (True, True))
+    assert len(calls) <= searches       # 2 per image without the skip; measured: 12 and 23 (photos search)
+    monkeypatch.setattr(preprocess, "_ruling_may_cross", lambda ink: (True, True))
     searched = np.stack([normalize_digit(img) for img in images])
-    assert (skipped == searched).all(axis=(1, 2)).mean() >= 0.95    # measured: 60 and 59 of 60
+    assert (skipped == searched).all(axis=(1, 2)).mean() >= unchanged     # measured: 60 and 57 of 60
 
 
 def test_a_digit_on_a_flat_ruled_template_is_read_without_the_lines(test_set, monkeypatch):
