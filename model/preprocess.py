@@ -264,9 +264,9 @@ def _thin_paths_from_side(mask: np.ndarray, thin: float) -> bool:
         bounds = np.flatnonzero(np.diff(np.concatenate([[0], side, [0]]).astype(np.int8)))
         first, end = bounds[::2], bounds[1::2]
         starts.append(((first + end - 1) // 2)[end - first <= thin + 2])
-    y = np.concatenate(starts)
-    if y.size == 0:
+    if max(start.size for start in starts) < 2:
         return False
+    y = np.concatenate(starts)
     reach = int(thin / 2) + 1
     padded = np.pad(mask, ((reach, reach), (0, 0)))      # off the image is paper
     near = mask | padded[reach - 1:-reach - 1] | padded[reach + 1:h + reach + 1]   # a path wavers by a pixel
@@ -504,11 +504,9 @@ def _three_levels(values: np.ndarray) -> tuple[float, float]:
     weight = np.concatenate([[0], np.cumsum(hist)]).astype(np.float64)        # pixels below bin i
     moment = np.concatenate([[0], np.cumsum(hist * np.arange(bins))]).astype(np.float64)
     lo, hi = LEVEL_SPLITS                                                      # classes [0,lo) [lo,hi) [hi,bins)
-    score = np.zeros(lo.shape)
-    for start, end in ((0, lo), (lo, hi), (hi, bins)):
-        m = moment[end] - moment[start]             # zero where the class is empty
-        score += m * m / np.maximum(weight[end] - weight[start], 1)
-    best = int(np.argmax(score))
+    m = moment - moment[:, None]                    # of every class [i, j) at once; zero where it is empty
+    spread = m * m / np.maximum(weight - weight[:, None], 1)
+    best = int(np.argmax(spread[0, lo] + spread[lo, hi] + spread[hi, bins]))
     return lo[best] / bins - 1e-6, hi[best] / bins - 1e-6
 
 
