@@ -57,12 +57,14 @@ if __name__ == "__main__":
     parser.add_argument("--preprocess", help="path of a preprocess.py to time (default: model/preprocess.py)")
     parser.add_argument("--baseline", help="path of another preprocess.py to time alongside, for the ratio")
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="kinds of input to time (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     preprocess = load_preprocess(args.preprocess)
     baseline = load_preprocess(args.baseline) if args.baseline else None
     digits = load_raw("data", train=False)[0][:100].numpy()
-    for name, draw in KINDS.items():
+    for name in args.kinds:
+        draw = KINDS[name]
         rng = np.random.default_rng(0)
         images = [draw(a, rng) for a in digits]
         if baseline is None:
