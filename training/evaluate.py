@@ -108,14 +108,19 @@ def non_digit_report(probabilities: torch.Tensor, refusals: list) -> dict:
     }
 
 
-def style_sets(root, count: int, seed: int = 0) -> dict:
-    """{style: (images, labels)}: the first `count` test digits drawn in every user style."""
+USER_STYLES = {**STYLES, **FAILURE_CLASSES}
+
+
+def style_sets(root, count: int, seed: int = 0, styles=tuple(USER_STYLES)) -> dict:
+    """{style: (images, labels)}: the first `count` test digits drawn in each of `styles` (every
+    user style by default); a style draws the same images whichever others are chosen."""
     images, labels = load_raw(root, train=False)
     images, labels = images[:count].numpy(), labels[:count]
     result = {}
-    for name, draw in {**STYLES, **FAILURE_CLASSES}.items():
-        rng = np.random.default_rng([seed, len(result)])
-        result[name] = ([draw(a, rng) for a in images], labels)
+    for index, (name, draw) in enumerate(USER_STYLES.items()):
+        if name in styles:
+            rng = np.random.default_rng([seed, index])
+            result[name] = ([draw(a, rng) for a in images], labels)
     return result
 
 
@@ -125,12 +130,13 @@ def style_accuracy(model: torch.nn.Module, root, count: int, seed: int = 0, temp
             for name, (images, labels) in style_sets(root, count, seed).items()}
 
 
-def evaluate_sets(model: torch.nn.Module, temperature: float, root, names, count: int) -> dict:
-    """{set name: its report} for the named sets (`SET_NAMES`)."""
+def evaluate_sets(model: torch.nn.Module, temperature: float, root, names, count: int,
+                  styles=tuple(USER_STYLES)) -> dict:
+    """{set name: its report} for the named sets (`SET_NAMES`), `user_styles` in `styles`."""
     result = {}
     if "user_styles" in names:
         everything, every_label = [], []
-        for style, (images, labels) in style_sets(root, count).items():
+        for style, (images, labels) in style_sets(root, count, styles=styles).items():
             result[f"user_styles/{style}"] = digit_set_report(*served(model, temperature, images), labels)
             everything += images
             every_label.append(labels)
@@ -165,6 +171,8 @@ def main(argv=None) -> dict:
                         help="which sets to measure (default: all)")
     parser.add_argument("--count", type=int, default=1000,
                         help="test digits drawn in each user style (default 1000)")
+    parser.add_argument("--styles", nargs="+", choices=list(USER_STYLES), default=list(USER_STYLES),
+                        help="which user styles to draw (default: all)")
     args = parser.parse_args(argv)
     root = ensure_mnist(args.data_root)
     model = load_model(args.state_dict)
@@ -173,7 +181,7 @@ def main(argv=None) -> dict:
         digits, labels = load_digits(root, train=False)
         result = report(predict(model, to_model_input(digits)).argmax(dim=1), labels)
         print(json.dumps({k: v for k, v in result.items() if k != "confusion_matrix"}))
-    sets = evaluate_sets(model, served_temperature(args.state_dict), root, args.sets, args.count)
+    sets = evaluate_sets(model, served_temperature(args.state_dict), root, args.sets, args.count, args.styles)
     if sets:
         print_table(sets)
         result["sets"] = sets
