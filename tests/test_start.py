@@ -140,7 +140,7 @@ def usable_cpus(*args: str, cpu_set: str | None = None) -> int:
 
 
 def test_make_serve_starts_one_worker_per_usable_cpu(made):
-    assert len(made.processes()[1]) == usable_cpus() == len(os.sched_getaffinity(0))
+    assert len(made.processes()[1]) == usable_cpus()
 
 
 @pytest.mark.parametrize("cpu_max, cpu_set, expected", [
