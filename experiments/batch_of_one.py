@@ -6,11 +6,10 @@ Python, loaded in turn (docs/performance.md, "The c=1 target on TorchServe").
 With batching, a lone request waits the whole `maxBatchDelay`; without it, none. Both TorchServes
 are started by scripts/start.sh as `make serve` starts it. At 1, 16 and 64 clients each server
 takes its turn (the order rotates each round, 3 rounds by default), 2 s of warm-up then 5 s
-measured, with `make bench`'s driver; the medians over the rounds are printed.
+measured, with `make bench`'s alternation; the medians over the rounds are printed.
 """
 import contextlib
 import copy
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from configuration import model_config
 from harness.archives import pack
 from harness.plain_server import plain_python_server
 from harness.server import started_like_make_serve
-from scripts.bench import measure, plain_endpoint, torchserve_endpoint
+from scripts.bench import alternate, plain_endpoint, summarize, torchserve_endpoint
 
 CONCURRENCY = (1, 16, 64)
 
@@ -33,16 +32,13 @@ def main(rounds: int) -> None:
                      "batch_size_1": torchserve_endpoint(
                          stack.enter_context(started_like_make_serve(pack(folder, unbatched)))),
                      "plain_python": plain_endpoint(stack.enter_context(plain_python_server()))}
-        names = list(endpoints)
-        print("| c | server | req/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
-        for c in CONCURRENCY:
-            points = {name: [] for name in names}
-            for turn in range(rounds):
-                for name in names[turn % len(names):] + names[:turn % len(names)]:
-                    points[name].append(measure(endpoints[name], c))
-            for name in names:
-                medians = [statistics.median(p[key] for p in points[name]) for key in ("rps", "p50_ms", "p99_ms")]
-                print(f"| {c} | {name} | {medians[0]:.0f} | {medians[1]:.1f} | {medians[2]:.1f} |", flush=True)
+        points = alternate(endpoints, list(CONCURRENCY), rounds)
+    print("| c | server | req/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
+    for c in CONCURRENCY:
+        for name in endpoints:
+            summary = summarize(points[name][c])
+            print(f"| {c} | {name} | {summary['rps']['median']:.0f} | {summary['p50_ms']['median']:.1f} "
+                  f"| {summary['p99_ms']['median']:.1f} |")
 
 
 if __name__ == "__main__":

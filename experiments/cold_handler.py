@@ -13,16 +13,14 @@ of sleeping (docs/performance.md, "A lone request").
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
 
-from configuration import handler_settings
-from harness.server import ARCHIVE, REPO, WEIGHTS
+from harness.server import ARCHIVE, REPO
 from harness.worker import Request, Worker
-from model.inference import load_model, probabilities
-from model.preprocess import INPUT_SIZE, prepare, to_model_input
+from model.inference import probabilities
+from model.preprocess import prepare, to_model_input
 
 PNG = (REPO / "artifacts" / "samples" / "test00000-digit7.png").read_bytes()
 PAUSES = {"back to back": (0, "sleep"), "2 ms sleep": (0.002, "sleep"), "10 ms sleep": (0.01, "sleep"),
@@ -53,20 +51,15 @@ def main() -> None:
     torch.set_num_threads(1)
     worker = Worker(ARCHIVE, Path(tempfile.mkdtemp()))
     request = Request("png", PNG, "image/png")
-    cap = handler_settings()["max_pixels"]
-    model = load_model(str(WEIGHTS))
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        optimized = torch.jit.optimize_for_inference(
-            torch.jit.trace(model, torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE), check_trace=False))
-    digit = to_model_input(torch.from_numpy(prepare(PNG, cap))[None])
+    handler = worker.handler   # its optimized predictor, temperature and pixel cap, as it serves
+    digit = to_model_input(torch.from_numpy(prepare(PNG, handler.max_pixels))[None])
 
     def forward():
         with torch.inference_mode():
-            probabilities(optimized, digit, temperature=1.0)
+            probabilities(handler.predictor, digit, handler.temperature)
 
     work = {"handler (TorchServe's worker code)": lambda: worker.answer(request),
-            "decode + normalize": lambda: prepare(PNG, cap),
+            "decode + normalize": lambda: prepare(PNG, handler.max_pixels),
             "optimized forward pass": forward}
     print("| work | " + " | ".join(PAUSES) + " |")
     print("|---|" + "---|" * len(PAUSES))
