@@ -57,6 +57,9 @@ def render(model, explainer, inputs, labels, index: int, temperature: float, out
     return path
 
 
+EVERY_TARGET_DIGITS = 40
+
+
 def measure(model, inputs, steps_list, count: int) -> None:
     """Median ms of one explanation (one thread, as a worker runs) and of a batch of as many as
     the server allows, and how far the maps fall short of completeness, per number of steps."""
@@ -79,6 +82,15 @@ def measure(model, inputs, steps_list, count: int) -> None:
         print(f"{steps} | {statistics.median(single):.1f} | {statistics.median(batch):.1f} | "
               f"{delta.median():.3f}, {delta.quantile(0.95):.3f}, {delta.max():.3f} | "
               f"{relative.median():.3f}, {relative.max():.3f}")
+    print(f"every target 0-9 of the first {EVERY_TARGET_DIGITS} digits (a named target converges slower): "
+          "steps | |delta| / max(|logit gap|, 1), median, max | maps over 10%")
+    x = inputs[:EVERY_TARGET_DIGITS]
+    with torch.no_grad():
+        gaps = (model(x) - model(Explainer(model, 1).baseline)).abs().clamp(min=1.0)
+    for steps in steps_list:
+        explainer = Explainer(model, steps)
+        relative = torch.stack([explainer(x, [t] * len(x))[1].abs() / gaps[:, t] for t in range(10)])
+        print(f"{steps} | {relative.median():.3f}, {relative.max():.3f} | {(relative > 0.1).sum()} of {relative.numel()}")
 
 
 def _timed(explainer, x, targets) -> float:

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from configuration import training_config
 from training import calibrate, evaluate, train
 
 
@@ -20,14 +21,15 @@ def test_short_training_run_learns_and_evaluates_consistently(tmp_path, mnist_ro
     assert (tmp_path / "training.png").stat().st_size > 10_000
     assert "epoch   2" in capsys.readouterr().out
 
-    result = evaluate.main([str(tmp_path / "lenet5_mnist.pt"), "--data-root", str(mnist_root), "--sets", "mnist"])
+    weights = str(tmp_path / "lenet5_mnist.pt")
+    result = evaluate.main([weights, "--data-root", str(mnist_root), "--sets", "mnist"])[weights]
     assert result["test_accuracy"] == metrics["test_accuracy"]
     assert result["per_class_accuracy"] == saved["per_class_accuracy"]
 
 
 def test_config_flags_override_the_yaml():
     cfg = train.parse_config(["--epochs", "3", "--lr", "0.01"])
-    assert (cfg["epochs"], cfg["lr"], cfg["batch_size"]) == (3, 0.01, 64)
+    assert (cfg["epochs"], cfg["lr"], cfg["batch_size"]) == (3, 0.01, training_config()["batch_size"])
 
 
 def test_temperature_recovers_a_known_miscalibration():

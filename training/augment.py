@@ -65,27 +65,33 @@ def strokes(x: torch.Tensor, *, mean: float, std: float, thickness: float, blur:
     `x` holds standardized digits; each altered digit's ink is stretched back to full contrast,
     as the normalizer does. `thickness` is the share of digits thickened or thinned (by a random
     blend with a 3x3 dilation or erosion), `blur` the share blurred (Gaussian, sigma up to 1.2 px),
-    `low_res` the share reduced to 6-11 px (the digit's height) and enlarged back.
+    `low_res` the share reduced to 6-11 px (the digit's height) and enlarged back. Only the
+    chosen digits are computed on, so the cost follows the shares.
     """
     if not (thickness or blur or low_res):
         return x
     n, _, h, w = x.shape
     ink = x * std + mean
-    pick = lambda share: (torch.rand(n, 1, 1, 1, generator=generator, device=x.device) < share).to(x.dtype)
-    if thickness > 0:
-        grow = F.max_pool2d(ink, 3, stride=1, padding=1)
-        shrink = -F.max_pool2d(-ink, 3, stride=1, padding=1)
-        amount = torch.rand(n, 1, 1, 1, generator=generator, device=x.device) * 1.5 - 0.5   # -0.5 thin .. 1 thick
-        changed = torch.where(amount > 0, ink + amount * (grow - ink), ink - amount * (shrink - ink))
-        ink = torch.lerp(ink, changed, pick(thickness))
-    if blur > 0:
-        sigma = 0.4 + 0.8 * torch.rand(n, generator=generator, device=x.device)
-        ink = torch.lerp(ink, _blur(ink, sigma), pick(blur))
-    if low_res > 0:
+    altered = torch.zeros(n, dtype=torch.bool, device=x.device)
+
+    def chosen(share):
+        pick = torch.rand(n, generator=generator, device=x.device) < share
+        altered.logical_or_(pick)
+        return pick.nonzero().squeeze(1)
+
+    if thickness > 0 and len(i := chosen(thickness)):
+        part = ink[i]
+        grow = F.max_pool2d(part, 3, stride=1, padding=1)
+        shrink = -F.max_pool2d(-part, 3, stride=1, padding=1)
+        amount = torch.rand(len(i), 1, 1, 1, generator=generator, device=x.device) * 1.5 - 0.5   # -0.5 thin .. 1 thick
+        ink[i] = torch.where(amount > 0, part + amount * (grow - part), part - amount * (shrink - part))
+    if blur > 0 and len(i := chosen(blur)):
+        ink[i] = _blur(ink[i], 0.4 + 0.8 * torch.rand(len(i), generator=generator, device=x.device))
+    if low_res > 0 and len(i := chosen(low_res)):
         size = int(torch.randint(10, 18, (1,), generator=generator, device=x.device))   # of the 32 px field
-        small = F.interpolate(ink, size=(size, size), mode="area")
-        ink = torch.lerp(ink, F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False), pick(low_res))
-    ink = ink / ink.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+        small = F.interpolate(ink[i], size=(size, size), mode="area")
+        ink[i] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    ink[altered] = ink[altered] / ink[altered].amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
     return (ink - mean) / std
 
 
@@ -101,30 +107,46 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return out.transpose(0, 1)
 
 
-def not_digits(pairs: torch.Tensor, *, mean: float, std: float, generator: torch.Generator) -> torch.Tensor:
-    """Standardized images that hold no single digit, as the normalizer would frame them: half are
-    two digits side by side (from the 2k digits given), half random pen scribbles. k = len(pairs) // 2."""
+def not_digits(pairs: torch.Tensor, turnable: torch.Tensor, scribbles: torch.Tensor, *, mean: float,
+               std: float, generator: torch.Generator) -> torch.Tensor:
+    """Standardized images that hold no single digit, as the normalizer would frame them, made of
+    handwriting: len(pairs) // 2 pairs of digits side by side, the `turnable` digits turned a
+    quarter either way (digits that are then no digit: not 0, 1 or 8) and as many pen scribbles
+    drawn from `scribbles` (`scribble_pool`) as there are other images. Augment them with the
+    digits for variety."""
     k = len(pairs) // 2
     ink = pairs * std + mean                                    # (2k, 1, 32, 32), the digit in rows/cols 6-25
-    side_by_side = torch.cat([ink[:k, :, 2:30, 6:26], ink[k:, :, 2:30, 6:26]], dim=3)   # (k, 1, 28, 40)
+    side_by_side = torch.cat([ink[:k, :, 2:30, 6:26], ink[k:2 * k, :, 2:30, 6:26]], dim=3)   # (k, 1, 28, 40)
     squeezed = F.interpolate(side_by_side, size=(14, 20), mode="bilinear", align_corners=False)
     two = torch.zeros(k, 1, 32, 32, dtype=pairs.dtype, device=pairs.device)
     two[:, :, 9:23, 6:26] = squeezed
-    scribbles = _scribbles(k - k // 2, pairs, generator)
-    out = torch.cat([two[:k // 2], scribbles]).clamp(0, 1)
-    out = out / out.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
-    return (out - mean) / std
+    two = two.clamp(0, 1) / two.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    half = len(turnable) // 2
+    turned = torch.cat([turnable[:half].rot90(1, dims=(2, 3)), turnable[half:].rot90(3, dims=(2, 3))])
+    picked = torch.randint(len(scribbles), (k + len(turnable),), generator=generator, device=pairs.device)
+    return torch.cat([(two - mean) / std, turned, scribbles[picked]])
 
 
-def _scribbles(n: int, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """n random pen paths (4-7 straight strokes, 1-2 px wide) across the 20x20 digit box."""
-    corners = 6 + 20 * torch.rand(n, int(torch.randint(5, 9, (1,), generator=generator)), 2,
-                                  generator=generator, device=like.device)
-    t = torch.linspace(0, 1, 12, device=like.device)[None, None, :, None]
+def scribble_pool(n: int, *, mean: float, std: float, generator: torch.Generator,
+                  chunk: int = 128) -> torch.Tensor:
+    """n standardized random pen paths, drawn once per training: drawing them is the costly part
+    of outlier exposure, and the augmentation varies them afterwards."""
+    ink = torch.cat([_scribbles(min(chunk, n - i), generator) for i in range(0, n, chunk)])
+    return (ink / ink.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6) - mean) / std
+
+
+def _scribbles(n: int, generator: torch.Generator) -> torch.Tensor:
+    """n random pen paths (4-7 straight strokes, 1-2 px wide) across the 20x20 digit box, drawn
+    at twice the resolution, widened, then reduced and softened like a scanned pen line."""
+    device = generator.device
+    corners = 6 + 20 * torch.rand(n, int(torch.randint(5, 9, (1,), generator=generator, device=device)), 2,
+                                  generator=generator, device=device)
+    t = torch.linspace(0, 1, 24, device=device)[None, None, :, None]
     points = (corners[:, :-1, None] + t * (corners[:, 1:, None] - corners[:, :-1, None])).reshape(n, -1, 2)
-    yy, xx = torch.meshgrid(torch.arange(32, device=like.device), torch.arange(32, device=like.device), indexing="ij")
-    grid = torch.stack([yy, xx], dim=-1).reshape(1, 1, -1, 2).to(like.dtype)
-    width = 0.6 + 0.6 * torch.rand(n, 1, 1, generator=generator, device=like.device)
-    distance = ((points[:, :, None] - grid) ** 2).sum(-1)               # (n, points, 1024)
-    ink = torch.exp(-distance / (2 * width ** 2)).amax(dim=1)
-    return ink.reshape(n, 1, 32, 32)
+    pixels = (points * 2).round().long().clamp(0, 63)
+    canvas = torch.zeros(n, 64 * 64, device=device)
+    canvas.scatter_(1, pixels[..., 0] * 64 + pixels[..., 1], 1.0)
+    pen = F.max_pool2d(canvas.view(n, 1, 64, 64), 3, stride=1, padding=1)
+    wide = torch.rand(n, 1, 1, 1, generator=generator, device=device) < 0.5
+    pen = torch.where(wide, F.max_pool2d(pen, 3, stride=1, padding=1), pen)
+    return _blur(F.avg_pool2d(pen, 2), torch.full((n,), 0.5, device=device))

@@ -179,8 +179,11 @@ def _empty_desk(rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
+NOT_DIGIT_KINDS = ("letter", "two_digits", "scribble", "empty_desk")
+
+
 def not_digits(root, count: int = 400, seed: int = 14) -> list:
-    """Letters, two-digit numbers, scribbles and empty desks, a quarter each."""
+    """(image file, kind): letters, two-digit numbers, scribbles and empty desks, a quarter each."""
     images, _ = load_raw(root, train=False)
     rng = np.random.default_rng(seed)
     out = []
@@ -198,7 +201,7 @@ def not_digits(root, count: int = 400, seed: int = 14) -> list:
             data = _png(_scribble(rng))
         else:
             data = _jpeg(_empty_desk(rng), quality=85)
-        out.append((data, None))
+        out.append((data, NOT_DIGIT_KINDS[kind]))
     return out
 
 

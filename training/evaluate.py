@@ -2,6 +2,7 @@
 
     python -m training.evaluate artifacts/lenet5_mnist.pt                 # every set below
     python -m training.evaluate artifacts/lenet5_mnist.pt --sets mnist    # the MNIST test set only
+    python -m training.evaluate a/lenet5_mnist.pt b/lenet5_mnist.pt       # several weights, same images
 
 The model runs in eval mode (BatchNorm uses its running statistics) after the exact serving
 preprocessing (`model.preprocess`) and at the softmax temperature recorded beside the weights
@@ -11,7 +12,7 @@ preprocessing (`model.preprocess`) and at the softmax temperature recorded besid
 - `user_styles`: the first `--count` test digits redrawn by `training.user_styles` (the
   development set the preprocessing was built against), per style and in total;
 - `other_writers`, `second_camera`, `printed`, `not_digits`: `training.eval_sets`, never
-  tuned on (`printed` was held out until the end).
+  tuned on (`printed` was held out until the end); `not_digits` per kind and in total.
 
 Every generated image is encoded as a file and decoded as the handler decodes it. For each set
 the table gives accuracy (a refused digit counts as wrong), the share refused with 422, the
@@ -61,9 +62,9 @@ def report(predicted: torch.Tensor, labels: torch.Tensor) -> dict:
     }
 
 
-def served(model: torch.nn.Module, temperature: float, images: list) -> tuple[torch.Tensor, list]:
-    """What the handler answers for encoded images: probabilities (a NaN row where refused) and
-    the refusal type of each image (None where answered)."""
+def prepared(images: list) -> tuple[list, list]:
+    """The handler's preprocessing of encoded images: the normalized digits of those it answers
+    and the refusal type of each image (None where answered)."""
     max_pixels = handler_settings()["max_pixels"]
     digits, refusals = [], []
     for data in images:
@@ -72,12 +73,24 @@ def served(model: torch.nn.Module, temperature: float, images: list) -> tuple[to
             refusals.append(None)
         except RequestError as error:
             refusals.append(error.reason)
-    probabilities = torch.full((len(images), 10), float("nan"))
+    return digits, refusals
+
+
+def answers(model: torch.nn.Module, temperature: float, digits: list, refusals: list) -> torch.Tensor:
+    """The served probabilities of `prepared` images: a NaN row where refused."""
+    probabilities = torch.full((len(refusals), 10), float("nan"))
     answered = torch.tensor([r is None for r in refusals])
     if digits:
         logits = predict(model, to_model_input(torch.from_numpy(np.stack(digits))))
         probabilities[answered] = calibrated(logits, temperature)
-    return probabilities, refusals
+    return probabilities
+
+
+def served(model: torch.nn.Module, temperature: float, images: list) -> tuple[torch.Tensor, list]:
+    """What the handler answers for encoded images: probabilities (a NaN row where refused) and
+    the refusal type of each image (None where answered)."""
+    digits, refusals = prepared(images)
+    return answers(model, temperature, digits, refusals), refusals
 
 
 def digit_set_report(probabilities: torch.Tensor, refusals: list, labels: torch.Tensor) -> dict:
@@ -130,25 +143,35 @@ def style_accuracy(model: torch.nn.Module, root, count: int, seed: int = 0, temp
             for name, (images, labels) in style_sets(root, count, seed).items()}
 
 
-def evaluate_sets(model: torch.nn.Module, temperature: float, root, names, count: int,
-                  styles=tuple(USER_STYLES)) -> dict:
-    """{set name: its report} for the named sets (`SET_NAMES`), `user_styles` in `styles`."""
-    result = {}
+def evaluate_sets(models: dict, root, names, count: int, styles=tuple(USER_STYLES)) -> dict:
+    """{model name: {set name: its report}} for the named sets (`SET_NAMES`), `user_styles` in
+    `styles`; `models` maps names to (model, temperature). Each image is preprocessed once."""
+    results = {name: {} for name in models}
+
+    def measure(set_name, images, report):
+        digits, refusals = prepared(images)
+        for model_name, (model, temperature) in models.items():
+            results[model_name][set_name] = report(answers(model, temperature, digits, refusals), refusals)
+
     if "user_styles" in names:
         everything, every_label = [], []
         for style, (images, labels) in style_sets(root, count, styles=styles).items():
-            result[f"user_styles/{style}"] = digit_set_report(*served(model, temperature, images), labels)
+            measure(f"user_styles/{style}", images, lambda p, r, labels=labels: digit_set_report(p, r, labels))
             everything += images
             every_label.append(labels)
-        result["user_styles"] = digit_set_report(*served(model, temperature, everything), torch.cat(every_label))
+        labels = torch.cat(every_label)
+        measure("user_styles", everything, lambda p, r: digit_set_report(p, r, labels))
     makers = {**eval_sets.SETS, **eval_sets.HELD_OUT}
     for name in (n for n in names if n in makers):
         images, labels = zip(*makers[name](root))
-        result[name] = digit_set_report(*served(model, temperature, list(images)), torch.tensor(labels))
+        measure(name, list(images), lambda p, r, labels=torch.tensor(labels): digit_set_report(p, r, labels))
     for name in (n for n in names if n in eval_sets.NOT_DIGITS):
-        images = [data for data, _ in eval_sets.NOT_DIGITS[name](root)]
-        result[name] = non_digit_report(*served(model, temperature, images))
-    return result
+        images, kinds = zip(*eval_sets.NOT_DIGITS[name](root))
+        for kind in dict.fromkeys(kinds):
+            mine = [i for i, k in enumerate(kinds) if k == kind]
+            measure(f"{name}/{kind}", [images[i] for i in mine], non_digit_report)
+        measure(name, list(images), non_digit_report)
+    return results
 
 
 def print_table(sets: dict) -> None:
@@ -165,7 +188,8 @@ def print_table(sets: dict) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("state_dict", help="path to a LeNet-5 state_dict (.pt)")
+    parser.add_argument("state_dicts", nargs="+", metavar="state_dict",
+                        help="paths to LeNet-5 state_dicts (.pt); several are measured on the same images")
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--sets", nargs="+", choices=SET_NAMES, default=list(SET_NAMES),
                         help="which sets to measure (default: all)")
@@ -175,17 +199,22 @@ def main(argv=None) -> dict:
                         help="which user styles to draw (default: all)")
     args = parser.parse_args(argv)
     root = ensure_mnist(args.data_root)
-    model = load_model(args.state_dict)
-    result = {}
+    models = {path: (load_model(path), served_temperature(path)) for path in args.state_dicts}
+    results = {path: {} for path in models}
     if "mnist" in args.sets:
         digits, labels = load_digits(root, train=False)
-        result = report(predict(model, to_model_input(digits)).argmax(dim=1), labels)
-        print(json.dumps({k: v for k, v in result.items() if k != "confusion_matrix"}))
-    sets = evaluate_sets(model, served_temperature(args.state_dict), root, args.sets, args.count, args.styles)
-    if sets:
-        print_table(sets)
-        result["sets"] = sets
-    return result
+        for path, (model, _) in models.items():
+            results[path] = report(predict(model, to_model_input(digits)).argmax(dim=1), labels)
+    sets = evaluate_sets(models, root, args.sets, args.count, args.styles)
+    for path, result in results.items():
+        if len(models) > 1:
+            print(f"\n{path}")
+        if result:
+            print(json.dumps({k: v for k, v in result.items() if k != "confusion_matrix"}))
+        if sets[path]:
+            print_table(sets[path])
+            result["sets"] = sets[path]
+    return results
 
 
 if __name__ == "__main__":

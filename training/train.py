@@ -17,13 +17,14 @@ import torch.nn.functional as F
 from configuration import training_config
 from model.lenet5 import LeNet5
 from model.preprocess import MEAN, STD, to_model_input
-from training.augment import augment, not_digits, strokes
+from training.augment import augment, not_digits, scribble_pool, strokes
 from training.calibrate import calibration_report, user_style_inputs
 from training.data import checksum, ensure_mnist, load_digits
 from training.evaluate import predict, report
 
 AUGMENT_KEYS = ("rotate_deg", "scale", "shear_deg", "translate_px", "elastic_alpha", "elastic_sigma")
 STROKE_KEYS = ("thickness", "blur", "low_res")
+SCRIBBLES = 8192    # pen scribbles drawn once for outlier exposure, reused (augmented) every epoch
 
 
 def parse_config(argv=None) -> dict:
@@ -85,6 +86,8 @@ def train(cfg: dict, model_input=to_model_input) -> dict:
     augment_args = {key: cfg[key] for key in AUGMENT_KEYS}
     stroke_args = {key: cfg[key] for key in STROKE_KEYS}
     outliers = round(cfg["not_digit_share"] * cfg["batch_size"])
+    scribbles = scribble_pool(SCRIBBLES, mean=MEAN, std=STD, generator=generator) if outliers else None
+    turnable = ((y_train != 0) & (y_train != 1) & (y_train != 8)).nonzero().squeeze(1)
     history = []
     started = time.perf_counter()
     for epoch in range(1, cfg["epochs"] + 1):
@@ -94,11 +97,14 @@ def train(cfg: dict, model_input=to_model_input) -> dict:
         loss_sum = correct = 0
         for step in range(steps_per_epoch):
             batch = order[step * cfg["batch_size"]:(step + 1) * cfg["batch_size"]]
-            inputs = augment(x_train[batch], generator=generator, **augment_args)
-            inputs = strokes(inputs, mean=MEAN, std=STD, generator=generator, **stroke_args)
+            inputs = x_train[batch]
             if outliers:
-                others = order[torch.randint(len(order), (2 * outliers,), generator=generator, device=device)]
-                inputs = torch.cat([inputs, not_digits(x_train[others], mean=MEAN, std=STD, generator=generator)])
+                pairs = order[torch.randint(len(order), (2 * (outliers // 4),), generator=generator, device=device)]
+                turn = turnable[torch.randint(len(turnable), (outliers // 4,), generator=generator, device=device)]
+                inputs = torch.cat([inputs, not_digits(x_train[pairs], x_train[turn], scribbles, mean=MEAN, std=STD,
+                                                       generator=generator)])
+            inputs = augment(inputs, generator=generator, **augment_args)
+            inputs = strokes(inputs, mean=MEAN, std=STD, generator=generator, **stroke_args)
             all_logits = model(inputs)
             logits = all_logits[:len(batch)]
             loss = F.cross_entropy(logits, y_train[batch], label_smoothing=cfg["label_smoothing"])
