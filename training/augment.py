@@ -91,7 +91,8 @@ def strokes(x: torch.Tensor, *, mean: float, std: float, thickness: float, blur:
         size = int(torch.randint(10, 18, (1,), generator=generator, device=x.device))   # of the 32 px field
         small = F.interpolate(ink[i], size=(size, size), mode="area")
         ink[i] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
-    ink[altered] = ink[altered] / ink[altered].amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    part = ink[altered]
+    ink[altered] = part / part.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
     return (ink - mean) / std
 
 
@@ -107,11 +108,14 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return out.transpose(0, 1)
 
 
+UNTURNABLE = (0, 1, 8)   # digits that stay digit-like turned a quarter
+
+
 def not_digits(pairs: torch.Tensor, turnable: torch.Tensor, scribbles: torch.Tensor, *, mean: float,
                std: float, generator: torch.Generator) -> torch.Tensor:
     """Standardized images that hold no single digit, as the normalizer would frame them, made of
     handwriting: len(pairs) // 2 pairs of digits side by side, the `turnable` digits turned a
-    quarter either way (digits that are then no digit: not 0, 1 or 8) and as many pen scribbles
+    quarter either way (digits that are then no digit: not `UNTURNABLE`) and as many pen scribbles
     drawn from `scribbles` (`scribble_pool`) as there are other images. Augment them with the
     digits for variety."""
     k = len(pairs) // 2

@@ -25,7 +25,7 @@ from model.inference import load_model
 from model.errors import RequestError
 from model.preprocess import prepare, to_model_input
 from training.data import ensure_mnist, load_digits, load_raw
-from training.user_styles import FAILURE_CLASSES, STYLES
+from training.user_styles import USER_STYLES
 
 CALIBRATION_DIGITS = 150    # per user style: 1,950 images, a few seconds to draw
 MAX_PIXELS = handler_settings()["max_pixels"]   # what the handler serves with
@@ -37,7 +37,7 @@ def user_style_inputs(root, count: int = CALIBRATION_DIGITS, seed: int = 0) -> t
     images, labels = load_raw(root, train=True)
     images, labels = images[-count:].numpy(), labels[-count:].tolist()
     digits, kept = [], []
-    for i, draw in enumerate({**STYLES, **FAILURE_CLASSES}.values()):
+    for i, draw in enumerate(USER_STYLES.values()):
         rng = np.random.default_rng([seed, i])
         for image, label in zip(images, labels):
             try:

@@ -32,7 +32,7 @@ from model.preprocess import prepare, to_model_input
 from training import eval_sets
 from training.calibrate import calibration_error
 from training.data import ensure_mnist, load_digits, load_raw
-from training.user_styles import FAILURE_CLASSES, STYLES
+from training.user_styles import USER_STYLES
 
 CONFIDENT = 0.95      # a wrong answer at least this confident is counted on its own
 UNSURE = 0.5          # a non-digit answered below this confidence is harmless
@@ -119,9 +119,6 @@ def non_digit_report(probabilities: torch.Tensor, refusals: list) -> dict:
         "answered_below_0.5": round(unsure.float().mean().item(), 6),
         "refused_or_below_0.5": round(((~answered) | unsure).float().mean().item(), 6),
     }
-
-
-USER_STYLES = {**STYLES, **FAILURE_CLASSES}
 
 
 def style_sets(root, count: int, seed: int = 0, styles=tuple(USER_STYLES)) -> dict:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from configuration import training_config
 from model.lenet5 import LeNet5
 from model.preprocess import MEAN, STD, to_model_input
-from training.augment import augment, not_digits, scribble_pool, strokes
+from training.augment import UNTURNABLE, augment, not_digits, scribble_pool, strokes
 from training.calibrate import calibration_report, user_style_inputs
 from training.data import checksum, ensure_mnist, load_digits
 from training.evaluate import predict, report
@@ -86,8 +86,9 @@ def train(cfg: dict, model_input=to_model_input) -> dict:
     augment_args = {key: cfg[key] for key in AUGMENT_KEYS}
     stroke_args = {key: cfg[key] for key in STROKE_KEYS}
     outliers = round(cfg["not_digit_share"] * cfg["batch_size"])
-    scribbles = scribble_pool(SCRIBBLES, mean=MEAN, std=STD, generator=generator) if outliers else None
-    turnable = ((y_train != 0) & (y_train != 1) & (y_train != 8)).nonzero().squeeze(1)
+    if outliers:
+        scribbles = scribble_pool(SCRIBBLES, mean=MEAN, std=STD, generator=generator)
+        turnable = (~torch.isin(y_train, torch.tensor(UNTURNABLE, device=device))).nonzero().squeeze(1)
     history = []
     started = time.perf_counter()
     for epoch in range(1, cfg["epochs"] + 1):

@@ -194,3 +194,4 @@ def noisy_page(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 FAILURE_CLASSES = {"frame_filling": frame_filling, "low_resolution": low_resolution, "pen_width": pen_width,
                    "coloured_ink": coloured_ink, "lined_paper": lined_paper, "shadow": shadow,
                    "page_edge": page_edge, "noisy_page": noisy_page}
+USER_STYLES = {**STYLES, **FAILURE_CLASSES}   # every style, in a fixed order (seeds follow it)
