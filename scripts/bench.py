@@ -15,7 +15,9 @@
      settings, i.e. what TorchServe itself costs per request, started the same way;
    - with BENCH_ONE_CORE=1, shipped_1_core: the shipped server started the same way under
      `taskset` on one CPU (so with one worker), `hey` still free to use every CPU.
-3. At each concurrency the servers take turns, BENCH_ROUNDS rounds (the order rotates each
+3. Each server is warmed up once after its start, BENCH_START_WARMUP s at 16 clients (so that the
+   measured servers run compiled, as a server that has been up a while does).
+4. At each concurrency the servers take turns, BENCH_ROUNDS rounds (the order rotates each
    round), each turn a BENCH_WARMUP s warm-up then a BENCH_SECONDS s point. On a shared machine
    the load of other work drifts by tens of percent within minutes: only quantities taken in
    the same rounds compare, so the report gives each server's median and spread (min-max) and
@@ -50,7 +52,9 @@ from model.preprocess import prepare, to_model_input
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
-START_WARMUP = 5   # s at 16 clients once after each start: the JVM compiles its hot paths for seconds
+# s at 16 clients once after each start, unmeasured: TorchServe's frontend is Java, and its JIT
+# compiler spends the first ~30 s of such load compiling, on the same cores (docs/performance.md)
+START_WARMUP = int(os.environ.get("BENCH_START_WARMUP", "30"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,16,64,256").split(",")]
 DEFAULTS_MAX_CONCURRENCY = 64   # past it TorchServe's defaults time out and take minutes to drain
