@@ -47,13 +47,13 @@ def main() -> None:
         save_confident_wrong(calibrated(logits, temperatures[0]), labels, root, args.strip)
 
     print("| T | " + " | ".join(f"{n}: ECE, wrong >= 0.95" for n in DIGIT_SETS) + " | worst style ECE | "
-          "not_digits refused or < 0.5 |")
-    print("|---" * (len(DIGIT_SETS) + 3) + "|")
+          + " | ".join(f"{n} refused or < 0.5" for n in eval_sets.NOT_DIGITS) + " |")
+    print("|---" * (len(DIGIT_SETS) + len(eval_sets.NOT_DIGITS) + 2) + "|")
     for t, sets in results.items():
         cells = [f"{sets[n]['calibration_error']:.3f}, {sets[n]['wrong_above_0.95']}" for n in DIGIT_SETS]
         worst = max(sets[f"user_styles/{s}"]["calibration_error"] for s in USER_STYLES)
-        not_digits = sum(sets[n]["refused_or_below_0.5"] for n in eval_sets.NOT_DIGITS) / len(eval_sets.NOT_DIGITS)
-        print(f"| {t} | " + " | ".join(cells) + f" | {worst:.3f} | {not_digits:.1%} |")
+        not_digits = [f"{sets[n]['refused_or_below_0.5']:.1%}" for n in eval_sets.NOT_DIGITS]
+        print(f"| {t} | " + " | ".join(cells + [f"{worst:.3f}", *not_digits]) + " |")
 
 
 def save_confident_wrong(probabilities, labels, root, path: str) -> None:
