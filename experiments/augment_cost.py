@@ -22,7 +22,7 @@ from configuration import training_config
 from model.lenet5 import LeNet5
 from model.preprocess import MEAN, STD, to_model_input
 from training.data import ensure_mnist, load_digits
-from training.train import AUGMENT_KEYS, SCRIBBLES, STROKE_KEYS
+from training.train import AUGMENT_KEYS, PEN_DRAWINGS, STROKE_KEYS
 
 STEPS, BATCH, OUTLIERS = 300, 64, 8
 
@@ -54,10 +54,11 @@ def main() -> None:
     augment_args = {key: cfg[key] for key in AUGMENT_KEYS}
     stroke_args = {key: cfg[key] for key in STROKE_KEYS}
 
-    if hasattr(augmentation, "scribble_pool"):
+    if hasattr(augmentation, "pen_pool"):
         started = time.perf_counter()
-        pool = augmentation.scribble_pool(SCRIBBLES, mean=MEAN, std=STD, generator=generator)
-        print(f"{SCRIBBLES} scribbles drawn once: {time.perf_counter() - started:.2f} s")
+        pool = augmentation.pen_pool(PEN_DRAWINGS, letters=cfg["not_digit_letters"], mean=MEAN, std=STD,
+                                     generator=generator)
+        print(f"{PEN_DRAWINGS} pen drawings drawn once: {time.perf_counter() - started:.2f} s")
         turnable = x[~torch.isin(labels, torch.tensor(augmentation.UNTURNABLE))]
         quarter = OUTLIERS // 4
         outliers = lambda i: augmentation.not_digits(   # noqa: E731

@@ -3,7 +3,7 @@ hold no single digit."""
 import torch
 
 from model.preprocess import MEAN, STD, to_model_input
-from training.augment import not_digits, scribble_pool, strokes
+from training.augment import not_digits, pen_pool, strokes
 from training.data import load_digits
 
 
@@ -29,13 +29,18 @@ def test_strokes_alter_only_the_chosen_share_and_keep_full_contrast(mnist_root):
     assert ((_ink(blurred) > 0.05).sum(dim=(1, 2, 3)) > (_ink(x) > 0.05).sum(dim=(1, 2, 3))).all()
 
 
-def test_outliers_are_pairs_turned_digits_and_scribbles(mnist_root):
+def test_outliers_are_pairs_turned_digits_and_pen_drawings(mnist_root):
     x, labels = _digits(mnist_root)
     generator = torch.Generator().manual_seed(0)
-    pool = scribble_pool(64, mean=MEAN, std=STD, generator=generator)
+    pool = pen_pool(64, letters=0.5, mean=MEAN, std=STD, generator=generator)
     assert pool.shape == (64, 1, 32, 32)
     assert torch.allclose(_ink(pool).amax(dim=(1, 2, 3)), torch.ones(64), atol=1e-5)
     assert ((_ink(pool) > 0.5).float().mean(dim=(1, 2, 3)) < 0.4).all()     # pen lines, not blots
+    letters = _ink(pool[32:]) > 0.3                      # the second half: letters fit to the digit box
+    rows, cols = letters.any(dim=3).squeeze(1), letters.any(dim=2).squeeze(1)
+    extent = lambda on: on.shape[1] - on.int().argmax(1) - on.flip(1).int().argmax(1)   # noqa: E731
+    assert ((torch.maximum(extent(rows), extent(cols)) - 21).abs() <= 2).all()
+    assert not letters[..., :4, :].any() and not letters[..., 28:, :].any()
     turnable = x[(labels != 0) & (labels != 1) & (labels != 8)][:4]
     out = not_digits(x[:8], turnable, pool, mean=MEAN, std=STD, generator=generator)
     assert out.shape == (4 + 4 + 8, 1, 32, 32)

@@ -9,6 +9,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from training.letters import LETTER_STROKES
+
 
 def augment(x: torch.Tensor, *, rotate_deg: float, scale: float, shear_deg: float,
             translate_px: float, elastic_alpha: float, elastic_sigma: float,
@@ -111,13 +113,13 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 UNTURNABLE = (0, 1, 8)   # digits that stay digit-like turned a quarter
 
 
-def not_digits(pairs: torch.Tensor, turnable: torch.Tensor, scribbles: torch.Tensor, *, mean: float,
+def not_digits(pairs: torch.Tensor, turnable: torch.Tensor, pen: torch.Tensor, *, mean: float,
                std: float, generator: torch.Generator) -> torch.Tensor:
     """Standardized images that hold no single digit, as the normalizer would frame them, made of
     handwriting: len(pairs) // 2 pairs of digits side by side, the `turnable` digits turned a
-    quarter either way (digits that are then no digit: not `UNTURNABLE`) and as many pen scribbles
-    drawn from `scribbles` (`scribble_pool`) as there are other images. Augment them with the
-    digits for variety."""
+    quarter either way (digits that are then no digit: not `UNTURNABLE`) and as many pen drawings
+    (scribbles and letters) picked from `pen` (`pen_pool`) as there are other images. Augment
+    them with the digits for variety."""
     k = len(pairs) // 2
     ink = pairs * std + mean                                    # (2k, 1, 32, 32), the digit in rows/cols 6-25
     side_by_side = torch.cat([ink[:k, :, 2:30, 6:26], ink[k:2 * k, :, 2:30, 6:26]], dim=3)   # (k, 1, 28, 40)
@@ -127,30 +129,67 @@ def not_digits(pairs: torch.Tensor, turnable: torch.Tensor, scribbles: torch.Ten
     two = two.clamp(0, 1) / two.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
     half = len(turnable) // 2
     turned = torch.cat([turnable[:half].rot90(1, dims=(2, 3)), turnable[half:].rot90(3, dims=(2, 3))])
-    picked = torch.randint(len(scribbles), (k + len(turnable),), generator=generator, device=pairs.device)
-    return torch.cat([(two - mean) / std, turned, scribbles[picked]])
+    picked = torch.randint(len(pen), (k + len(turnable),), generator=generator, device=pairs.device)
+    return torch.cat([(two - mean) / std, turned, pen[picked]])
 
 
-def scribble_pool(n: int, *, mean: float, std: float, generator: torch.Generator,
-                  chunk: int = 128) -> torch.Tensor:
-    """n standardized random pen paths, drawn once per training: drawing them is the costly part
-    of outlier exposure, and the augmentation varies them afterwards."""
-    ink = torch.cat([_scribbles(min(chunk, n - i), generator) for i in range(0, n, chunk)])
+def pen_pool(n: int, *, letters: float, mean: float, std: float, generator: torch.Generator,
+             chunk: int = 128) -> torch.Tensor:
+    """n standardized pen drawings, drawn once per training (drawing is the costly part of outlier
+    exposure, and the augmentation varies them afterwards): random scribbles first, then the
+    share `letters` of letters no digit resembles (`training.letters`)."""
+    scribbles = n - round(n * letters)
+    ink = torch.cat([_scribbles(min(chunk, scribbles - i), generator) for i in range(0, scribbles, chunk)]
+                    + ([_letters(n - scribbles, generator)] if scribbles < n else []))
     return (ink / ink.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6) - mean) / std
 
 
 def _scribbles(n: int, generator: torch.Generator) -> torch.Tensor:
-    """n random pen paths (4-7 straight strokes, 1-2 px wide) across the 20x20 digit box, drawn
-    at twice the resolution, widened, then reduced and softened like a scanned pen line."""
+    """n random pen paths (4-7 straight strokes) across the 20x20 digit box."""
     device = generator.device
-    corners = 6 + 20 * torch.rand(n, int(torch.randint(5, 9, (1,), generator=generator, device=device)), 2,
-                                  generator=generator, device=device)
+    corners = 12 + 40 * torch.rand(n, int(torch.randint(5, 9, (1,), generator=generator, device=device)), 2,
+                                   generator=generator, device=device)
     t = torch.linspace(0, 1, 24, device=device)[None, None, :, None]
-    points = (corners[:, :-1, None] + t * (corners[:, 1:, None] - corners[:, :-1, None])).reshape(n, -1, 2)
-    pixels = (points * 2).round().long().clamp(0, 63)
-    canvas = torch.zeros(n, 64 * 64, device=device)
+    return _draw((corners[:, :-1, None] + t * (corners[:, 1:, None] - corners[:, :-1, None])).reshape(n, -1, 2),
+                 generator)
+
+
+def _letters(n: int, generator: torch.Generator) -> torch.Tensor:
+    """n letters of `LETTER_STROKES`, each point moved by a shaky hand (2.5% of the letter's size)
+    and the letter narrowed or widened by up to a quarter, its longer side fit to the 20x20 box."""
+    device = generator.device
+    names = list(LETTER_STROKES)
+    choice = torch.randint(len(names), (n,), generator=generator, device=device)
+    out = torch.empty(n, 1, 32, 32, device=device)
+    for index, name in enumerate(names):
+        rows = (choice == index).nonzero().squeeze(1)
+        if not len(rows):
+            continue
+        strokes = LETTER_STROKES[name]
+        control = torch.tensor([point for stroke in strokes for point in stroke], dtype=torch.float32, device=device)
+        ends = torch.tensor([sum(map(len, strokes[:i + 1])) for i in range(len(strokes))], device=device)
+        starts = torch.tensor([i for i in range(len(control) - 1) if i + 1 not in ends], device=device)
+        control = control + 0.025 * torch.randn(len(rows), *control.shape, generator=generator, device=device)
+        control[..., 0] *= 0.75 + 0.5 * torch.rand(len(rows), 1, generator=generator, device=device)
+        t = torch.linspace(0, 1, 32, device=device)[None, None, :, None]
+        a, b = control[:, starts, None], control[:, starts + 1, None]
+        points = (a + t * (b - a)).reshape(len(rows), -1, 2)
+        low, high = points.amin(dim=1, keepdim=True), points.amax(dim=1, keepdim=True)
+        size = (high - low).amax(dim=2, keepdim=True)
+        points = (points - (low + high) / 2) * (40 / size) + 32
+        out[rows] = _draw(points.flip(2), generator)          # (x, y) to (row, column)
+    return out
+
+
+def _draw(points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(n, 1, 32, 32) pen lines through (n, m, 2) points (row, column) of a 64x64 canvas: drawn at
+    twice the resolution 1.5 px wide (half of them 2.5 px), then reduced and softened like a
+    scanned pen line."""
+    n = len(points)
+    pixels = points.round().long().clamp(0, 63)
+    canvas = torch.zeros(n, 64 * 64, device=points.device)
     canvas.scatter_(1, pixels[..., 0] * 64 + pixels[..., 1], 1.0)
     pen = F.max_pool2d(canvas.view(n, 1, 64, 64), 3, stride=1, padding=1)
-    wide = torch.rand(n, 1, 1, 1, generator=generator, device=device) < 0.5
+    wide = torch.rand(n, 1, 1, 1, generator=generator, device=points.device) < 0.5
     pen = torch.where(wide, F.max_pool2d(pen, 3, stride=1, padding=1), pen)
-    return _blur(F.avg_pool2d(pen, 2), torch.full((n,), 0.5, device=device))
+    return _blur(F.avg_pool2d(pen, 2), torch.full((n,), 0.5, device=points.device))

@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from configuration import training_config
 from model.lenet5 import LeNet5
 from model.preprocess import MEAN, STD, to_model_input
-from training.augment import UNTURNABLE, augment, not_digits, scribble_pool, strokes
+from training.augment import UNTURNABLE, augment, not_digits, pen_pool, strokes
 from training.calibrate import calibration_report, user_style_inputs
 from training.data import checksum, ensure_mnist, load_digits
 from training.evaluate import predict, report
 
 AUGMENT_KEYS = ("rotate_deg", "scale", "shear_deg", "translate_px", "elastic_alpha", "elastic_sigma")
 STROKE_KEYS = ("thickness", "blur", "low_res")
-SCRIBBLES = 8192    # pen scribbles drawn once for outlier exposure, reused (augmented) every epoch
+PEN_DRAWINGS = 8192    # scribbles and letters drawn once for outlier exposure, reused (augmented) every epoch
 
 
 def parse_config(argv=None) -> dict:
@@ -87,7 +87,7 @@ def train(cfg: dict, model_input=to_model_input) -> dict:
     stroke_args = {key: cfg[key] for key in STROKE_KEYS}
     outliers = round(cfg["not_digit_share"] * cfg["batch_size"])
     if outliers:
-        scribbles = scribble_pool(SCRIBBLES, mean=MEAN, std=STD, generator=generator)
+        pen = pen_pool(PEN_DRAWINGS, letters=cfg["not_digit_letters"], mean=MEAN, std=STD, generator=generator)
         turnable = (~torch.isin(y_train, torch.tensor(UNTURNABLE, device=device))).nonzero().squeeze(1)
     history = []
     started = time.perf_counter()
@@ -102,7 +102,7 @@ def train(cfg: dict, model_input=to_model_input) -> dict:
             if outliers:
                 pairs = order[torch.randint(len(order), (2 * (outliers // 4),), generator=generator, device=device)]
                 turn = turnable[torch.randint(len(turnable), (outliers // 4,), generator=generator, device=device)]
-                inputs = torch.cat([inputs, not_digits(x_train[pairs], x_train[turn], scribbles, mean=MEAN, std=STD,
+                inputs = torch.cat([inputs, not_digits(x_train[pairs], x_train[turn], pen, mean=MEAN, std=STD,
                                                        generator=generator)])
             inputs = augment(inputs, generator=generator, **augment_args)
             inputs = strokes(inputs, mean=MEAN, std=STD, generator=generator, **stroke_args)
