@@ -184,21 +184,28 @@ def _ink(img: Image.Image) -> np.ndarray:
         across, along = _ruling_may_cross(weak)
         lines = np.zeros_like(weak)
         if across or along:     # flat paper lies at the floor: only what is above it is drawn
-            lines = _ruled_lines(residual > floor, weak, _stroke_width(ink_class), across, along)
+            # grey lines with no darker ink give no stroke width: the lines' own stands in
+            stroke = _stroke_width(ink_class) or _stroke_width(weak)
+            lines = _ruled_lines(residual > floor, weak, stroke, across, along, flat=True)
     return _digit_ink(residual, floor, contrast, weak & ~lines, lines, flat)
 
 
 def _ruled_lines(above_noise: np.ndarray, weak: np.ndarray, stroke: float, across: bool = True,
-                 along: bool = True) -> np.ndarray:
+                 along: bool = True, flat: bool = False) -> np.ndarray:
     """The pixels of ruled lines across the image and along it (where searched), less where a
-    stroke crosses or follows them: there the line is the stroke."""
+    stroke crosses or follows them: there the line is the stroke. On flat paper each direction
+    is judged on its own, as on squared paper the other direction's lines cross it as strokes
+    would; in photos the search also finds pieces of strokes both ways, and together they keep
+    each other's crossings."""
     across = _long_lines(above_noise, weak, stroke) if across else np.zeros_like(weak)
     along = _long_lines(above_noise.T, weak.T, stroke).T if along else np.zeros_like(weak)
-    lines = across | along
-    if lines.any():
-        thicker = int(LINE_THIN * stroke) + 2
-        lines &= ~((across & _runs(above_noise, thicker, axis=0)) | (along & _runs(above_noise, thicker, axis=1)))
-    return lines
+    if not (across.any() or along.any()):
+        return across
+    thicker = int(LINE_THIN * stroke) + 2
+    crossed = _runs(above_noise, thicker, axis=0), _runs(above_noise, thicker, axis=1)
+    if flat:
+        return (across & ~crossed[0]) | (along & ~crossed[1])
+    return (across | along) & ~((across & crossed[0]) | (along & crossed[1]))
 
 
 def _digit_ink(residual: np.ndarray, floor: float, contrast: float, weak: np.ndarray, lines: np.ndarray,
