@@ -146,7 +146,7 @@ def pen_pool(n: int, *, letters: float, mean: float, std: float, generator: torc
 
 def _scribbles(n: int, generator: torch.Generator) -> torch.Tensor:
     """n random pen paths (4-7 straight strokes) across the 20x20 digit box."""
-    device = generator.device
+    device = generator.device   # the box is rows and columns 6-26, 12-52 on the 64x64 canvas
     corners = 12 + 40 * torch.rand(n, int(torch.randint(5, 9, (1,), generator=generator, device=device)), 2,
                                    generator=generator, device=device)
     t = torch.linspace(0, 1, 24, device=device)[None, None, :, None]
