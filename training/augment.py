@@ -4,6 +4,7 @@ Everything is one `grid_sample` per batch: a random affine map (rotation, zoom, 
 shift) composed with an elastic displacement field (Simard et al. 2003). Out-of-image
 samples repeat the border, which is always background for padded digits.
 """
+import itertools
 import math
 
 import torch
@@ -149,9 +150,7 @@ def _scribbles(n: int, generator: torch.Generator) -> torch.Tensor:
     device = generator.device   # the box is rows and columns 6-26, 12-52 on the 64x64 canvas
     corners = 12 + 40 * torch.rand(n, int(torch.randint(5, 9, (1,), generator=generator, device=device)), 2,
                                    generator=generator, device=device)
-    t = torch.linspace(0, 1, 24, device=device)[None, None, :, None]
-    return _draw((corners[:, :-1, None] + t * (corners[:, 1:, None] - corners[:, :-1, None])).reshape(n, -1, 2),
-                 generator)
+    return _draw(_along(corners[:, :-1], corners[:, 1:], 24), generator)
 
 
 def _letters(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -167,18 +166,24 @@ def _letters(n: int, generator: torch.Generator) -> torch.Tensor:
             continue
         strokes = LETTER_STROKES[name]
         control = torch.tensor([point for stroke in strokes for point in stroke], dtype=torch.float32, device=device)
-        ends = torch.tensor([sum(map(len, strokes[:i + 1])) for i in range(len(strokes))], device=device)
-        starts = torch.tensor([i for i in range(len(control) - 1) if i + 1 not in ends], device=device)
+        firsts = [0, *itertools.accumulate(map(len, strokes))][:-1]      # each stroke's first point
+        starts = torch.tensor([first + i for first, stroke in zip(firsts, strokes) for i in range(len(stroke) - 1)],
+                              device=device)                            # each segment's, pen lifts left out
         control = control + 0.025 * torch.randn(len(rows), *control.shape, generator=generator, device=device)
         control[..., 0] *= 0.75 + 0.5 * torch.rand(len(rows), 1, generator=generator, device=device)
-        t = torch.linspace(0, 1, 32, device=device)[None, None, :, None]
-        a, b = control[:, starts, None], control[:, starts + 1, None]
-        points = (a + t * (b - a)).reshape(len(rows), -1, 2)
+        points = _along(control[:, starts], control[:, starts + 1], 32)
         low, high = points.amin(dim=1, keepdim=True), points.amax(dim=1, keepdim=True)
         size = (high - low).amax(dim=2, keepdim=True)
         points = (points - (low + high) / 2) * (40 / size) + 32
         out[rows] = _draw(points.flip(2), generator)          # (x, y) to (row, column)
     return out
+
+
+def _along(starts: torch.Tensor, ends: torch.Tensor, steps: int) -> torch.Tensor:
+    """(n, segments * steps, 2) points evenly along the straight segments from `starts` to `ends`
+    (n, segments, 2)."""
+    t = torch.linspace(0, 1, steps, device=starts.device)[None, None, :, None]
+    return (starts[:, :, None] + t * (ends[:, :, None] - starts[:, :, None])).flatten(1, 2)
 
 
 def _draw(points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
