@@ -3,22 +3,30 @@ by image, on every evaluation set and on flat ruled and squared templates.
 
     git show main:model/preprocess.py > /tmp/preprocess_main.py
     PYTHONPATH=. python experiments/preprocess_diff.py /tmp/preprocess_main.py --count 300
+    PYTHONPATH=. python experiments/preprocess_diff.py /tmp/preprocess_main.py --only-random --seed 8
 
 For the 10,000 MNIST test digits, the first `--count` test digits per user style and the
 independent sets (`training.eval_sets`; `printed` stays held out): how many normalized digits
 differ and how many images each version refuses. Then flat templates as a drawing app makes
 them, grey lines with or without a digit on them: whether each version refuses them, and how
-far the digit it reads lies from the plain digit's normalization (mean grey levels).
+far the digit it reads lies from the plain digit's normalization (mean grey levels). Last,
+`--random` random flat templates (page size, line count, spacing, width, grey, tilt, ruled or
+squared), each empty and with a random MNIST test digit pasted at a random size and place:
+how many empty ones each version refuses, and how many digits `--weights` reads right.
 """
 import argparse
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from configuration import handler_settings
 from experiments.preprocess_cost import load_preprocess
+from model.inference import load_model
+from model.preprocess import to_model_input
 from training import eval_sets
 from training.data import ensure_mnist, load_raw
+from training.evaluate import predict
 from training.evaluate import style_sets
 from training.user_styles import encode
 
@@ -44,6 +52,49 @@ def template(size, lines, columns, width, grey, tilt, digit=None) -> bytes:
     return encode(page)
 
 
+def random_template(rng: np.random.Generator) -> Image.Image:
+    """A flat template no test above was made from: 120-500 px wide, 2-7 ruled lines (half the
+    pages squared as well), 1-4 px wide, grey 140-229, tilted up to 7 px across the page."""
+    w = int(rng.integers(120, 500))
+    h = int(w * rng.uniform(0.6, 1.4))
+    lines, columns = int(rng.integers(2, 7)), int(rng.integers(0, 8)) if rng.random() < 0.5 else 0
+    width, grey, tilt = int(rng.integers(1, 5)), int(rng.integers(140, 230)), int(rng.integers(0, 8))
+    step = h // (lines + 1)
+    offset = int(rng.integers(0, step // 2 + 1))
+    page = Image.new("L", (w, h), 255)
+    draw = ImageDraw.Draw(page)
+    for y in range(offset + step // 2, h, step):
+        draw.line([(0, y), (w, y + tilt)], fill=grey, width=width)
+    if columns:
+        column_step = w // (columns + 1)
+        for x in range(offset + column_step // 2, w, column_step):
+            draw.line([(x, 0), (x + tilt, h)], fill=grey, width=width)
+    return page
+
+
+def random_templates(versions, digits, labels, count: int, seed: int, weights: str, max_pixels: int) -> None:
+    """Print how many of `count` random templates each version refuses empty, and how many
+    digits drawn on them `weights` reads right."""
+    model = load_model(weights)
+    rng = np.random.default_rng(seed)
+    refused, right = [0, 0], [0, 0]
+    for _ in range(count):
+        page = random_template(rng)
+        empty = encode(page)
+        i = int(rng.integers(len(digits)))
+        side = int(rng.uniform(0.4, 0.8) * min(page.size))
+        corner = int(rng.integers(page.width - side)), int(rng.integers(page.height - side))
+        page.paste(0, corner, Image.fromarray(digits[i]).resize((side, side), Image.BICUBIC))
+        with_digit = encode(page)
+        for v, preprocess in enumerate(versions):
+            refused[v] += normalized(preprocess, empty, max_pixels) is None
+            digit = normalized(preprocess, with_digit, max_pixels)
+            if digit is not None:
+                right[v] += int(predict(model, to_model_input(torch.from_numpy(digit[None]))).argmax() == labels[i])
+    print(f"\n{count} random templates (seed {seed}) | baseline | this\n|---|---|---|")
+    print(f"| empty, refused | {refused[0]} | {refused[1]} |\n| with a digit, read right | {right[0]} | {right[1]} |")
+
+
 def normalized(preprocess, data: bytes, max_pixels: int):
     try:
         return preprocess.prepare(data, max_pixels)
@@ -55,13 +106,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("baseline", help="path of the other preprocess.py")
     parser.add_argument("--count", type=int, default=300, help="test digits per user style")
+    parser.add_argument("--random", type=int, default=300, help="random templates")
+    parser.add_argument("--seed", type=int, default=8, help="of the random templates")
+    parser.add_argument("--weights", default="artifacts/lenet5_mnist.pt", help="reads the random templates' digits")
+    parser.add_argument("--only-random", action="store_true", help="measure the random templates only")
     args = parser.parse_args()
     versions = load_preprocess(args.baseline), load_preprocess(None)
     max_pixels = handler_settings()["max_pixels"]
     root = ensure_mnist("data")
-    digits = load_raw(root, train=False)[0].numpy()
+    digits, labels = (a.numpy() for a in load_raw(root, train=False))
+    if not args.only_random:
+        every_set(versions, digits, root, args.count, max_pixels)
+    random_templates(versions, digits, labels, args.random, args.seed, args.weights, max_pixels)
+
+
+def every_set(versions, digits, root, count: int, max_pixels: int) -> None:
+    """The evaluation sets' and the fixed templates' tables."""
     sets = {"mnist": [encode(Image.fromarray(a)) for a in digits]}
-    sets.update({f"user_styles/{name}": images for name, (images, _) in style_sets(root, args.count).items()})
+    sets.update({f"user_styles/{name}": images for name, (images, _) in style_sets(root, count).items()})
     sets["other_writers"] = [data for data, _ in eval_sets.other_writers()]
     sets["second_camera"] = [data for data, _ in eval_sets.second_camera(root)]
     sets["not_digits"] = [data for data, _ in eval_sets.not_digits(root)]

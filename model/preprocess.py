@@ -17,6 +17,7 @@ The path has two steps, `prepare` (bytes or an image -> digit) then `to_model_in
 import io
 import re
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ SOLID_FILL = 0.8          # ... when it fills this share of its bounding box or 
 DOMINANT_PART = 0.25      # texture: the heaviest part holds less than this share of all parts' ink
 LINE_SLOPE_STEP = np.tan(np.radians(1))
 LINE_SLOPES = np.arange(-8, 9) * LINE_SLOPE_STEP  # ruled lines tilted up to 8 degrees ...
+PATH_SLOPES = np.arange(-16, 17) * LINE_SLOPE_STEP / 2   # ... (followed pixel by pixel in half degrees)
 LINE_SEARCH = 96          # ... (searched at this resolution, ...
 LINE_BAND = 2             # ... in bands this many px wide) ...
 LINE_SPAN = 0.6           # ... crossing this share of the image ...
@@ -186,26 +188,40 @@ def _ink(img: Image.Image) -> np.ndarray:
         if across or along:     # flat paper lies at the floor: only what is above it is drawn
             # grey lines with no darker ink give no stroke width: the lines' own stands in
             stroke = _stroke_width(ink_class) or _stroke_width(weak)
-            lines = _ruled_lines(residual > floor, weak, stroke, across, along, flat=True)
+            lines = _flat_ruled_lines(residual > floor, weak, stroke, across, along)
     return _digit_ink(residual, floor, contrast, weak & ~lines, lines, flat)
 
 
-def _ruled_lines(above_noise: np.ndarray, weak: np.ndarray, stroke: float, across: bool = True,
-                 along: bool = True, flat: bool = False) -> np.ndarray:
-    """The pixels of ruled lines across the image and along it (where searched), less where a
-    stroke crosses or follows them: there the line is the stroke. On flat paper each direction
-    is judged on its own, as on squared paper the other direction's lines cross it as strokes
-    would; in photos the search also finds pieces of strokes both ways, and together they keep
-    each other's crossings."""
-    across = _long_lines(above_noise, weak, stroke) if across else np.zeros_like(weak)
-    along = _long_lines(above_noise.T, weak.T, stroke).T if along else np.zeros_like(weak)
+def _ruled_lines(above_noise: np.ndarray, weak: np.ndarray, stroke: float) -> np.ndarray:
+    """The pixels of ruled lines across a photo and along it, less where a stroke crosses or
+    follows them: there the line is the stroke. The search also finds pieces of strokes both
+    ways, and together they keep each other's crossings."""
+    across = _long_lines(above_noise, weak, stroke)
+    along = _long_lines(above_noise.T, weak.T, stroke).T
     if not (across.any() or along.any()):
         return across
     thicker = int(LINE_THIN * stroke) + 2
     crossed = _runs(above_noise, thicker, axis=0), _runs(above_noise, thicker, axis=1)
-    if flat:
-        return (across & ~crossed[0]) | (along & ~crossed[1])
     return (across | along) & ~((across & crossed[0]) | (along & crossed[1]))
+
+
+def _flat_ruled_lines(above_noise: np.ndarray, weak: np.ndarray, stroke: float, across: bool,
+                      along: bool) -> np.ndarray:
+    """`_ruled_lines` on flat paper, in the directions searched. Each direction is judged on its
+    own: on squared paper the other direction's lines cross it as strokes would, and they are no
+    ink of a digit for its lines to run on past. A stroke crosses a line where it is thicker
+    than both the line and LINE_THIN of the strokes (with grey lines alone, the strokes are the
+    lines)."""
+    found = _thin_lines(above_noise, stroke, flat=True) if across else None
+    found_along = _thin_lines(above_noise.T, stroke, flat=True) if along else None
+    lines = np.zeros_like(weak)
+    if found:
+        ink = weak & ~found_along.pixels.T if found_along else weak
+        lines |= _past_the_ink(found, ink) & ~_runs(above_noise, _crossing(found, stroke), axis=0)
+    if found_along:
+        ink = weak.T & ~found.pixels.T if found else weak.T
+        lines |= (_past_the_ink(found_along, ink) & ~_runs(above_noise.T, _crossing(found_along, stroke), axis=0)).T
+    return lines
 
 
 def _digit_ink(residual: np.ndarray, floor: float, contrast: float, weak: np.ndarray, lines: np.ndarray,
@@ -279,7 +295,7 @@ def _thin_paths_from_side(mask: np.ndarray, thin: float) -> bool:
     near = mask | padded[reach - 1:-reach - 1] | padded[reach + 1:h + reach + 1]   # a path wavers by a pixel
     alone = near & ~padded[:h] & ~padded[2 * reach:]     # ... and a thin line has paper beside it
     distance = np.arange(w)                              # from the side the path starts at
-    rise = np.rint(LINE_SLOPES[:, None] * distance).astype(np.intp)
+    rise = np.rint(PATH_SLOPES[:, None] * distance).astype(np.intp)
     columns = np.where(np.arange(y.size)[:, None] < starts[0].size, distance, w - 1 - distance)[:, None, :]
     rows = y[:, None, None] + rise
     inside = (rows >= 0) & (rows < h)
@@ -380,29 +396,52 @@ def _page_edges(labels: np.ndarray, count: int, parts: np.ndarray) -> np.ndarray
     return along & (solid | (parts & ~along).any())
 
 
+class _ThinLines(NamedTuple):
+    """Thin, straight, nearly horizontal lines across a mask (`_thin_lines`), found in a copy
+    reduced by `factor`: which of the copy's bands of `slope` (`width` columns) they fill."""
+    pixels: np.ndarray      # the mask's pixels on them
+    on_line: np.ndarray     # per band
+    slope: float
+    factor: int
+    width: int
+    count: int              # how many separate lines
+
+
 def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
     """Pixels of `mask` on thin, straight, nearly horizontal lines that run on past both ends of
-    the other `ink`: ruled or squared paper. A digit's own bar is as wide as its other strokes
-    and ends where the digit ends. Lines are searched in a copy at most LINE_SEARCH px wide."""
-    lines = np.zeros_like(mask)
+    the other `ink`: ruled or squared paper (`_thin_lines`, then `_past_the_ink`)."""
+    lines = _thin_lines(mask, stroke)
+    return _past_the_ink(lines, ink) if lines else np.zeros_like(mask)
+
+
+def _thin_lines(mask: np.ndarray, stroke: float, flat: bool = False) -> _ThinLines | None:
+    """The thin, straight, nearly horizontal lines of `mask` that cross LINE_SPAN of it, None if
+    none does: no wider than LINE_THIN of the strokes (a digit's own bar is as wide as its other
+    strokes). Searched in a copy at most LINE_SEARCH px wide, at the slope whose best band
+    reaches most columns. On `flat` paper, where whatever is not paper is digit or ruling, the
+    copy keeps the image's last rows and columns (a line may run along the edge) and of equal
+    slopes the one holding most lines at once wins (a slope a little off may still hold one line
+    in one band); in photos either changed answers both ways, so they keep the plain search."""
     h, w = mask.shape
     if mask.any(axis=0).sum() < LINE_SPAN * w:       # nothing crosses enough of the image
-        return lines
+        return None
     factor = -(-max(h, w) // LINE_SEARCH)
     small = mask
-    if factor > 1:  # whole blocks: the remainder is cut off, a side shorter than one block is padded to one
-        small = np.pad(mask[:h - h % factor or h, :w - w % factor or w], ((0, max(factor - h, 0)), (0, max(factor - w, 0))))
+    if factor > 1:  # whole blocks: the last ones padded with paper or, in photos, the remainder cut off
+        small = np.pad(mask, ((0, -h % factor), (0, -w % factor))) if flat else \
+            np.pad(mask[:h - h % factor or h, :w - w % factor or w], ((0, max(factor - h, 0)), (0, max(factor - w, 0))))
         small = small.reshape(small.shape[0] // factor, factor, -1, factor).any(axis=(1, 3))
     sy, sx = np.nonzero(small)
     sh, sw = small.shape
     coverage = _coverage(sy, sx, LINE_SLOPES, sh, sw)
-    best = coverage.max(axis=1).argmax()
+    span = LINE_SPAN * sw if flat else np.inf      # in photos the best band alone decides
+    best = _best_slope(coverage, span)
     slope, covered = LINE_SLOPES[best], coverage[best]
     fine = slope + LINE_SLOPE_STEP * np.array([-0.5, 0.5])
     fine_coverage = _coverage(sy, sx, fine, sh, sw)
-    if fine_coverage.max() > coverage.max():
-        best = fine_coverage.max(axis=1).argmax()
-        slope, covered = fine[best], fine_coverage[best]
+    fine_best = _best_slope(fine_coverage, span)
+    if _slope_score(fine_coverage[fine_best], span) > _slope_score(covered, span):
+        slope, covered = fine[fine_best], fine_coverage[fine_best]
     covered = covered >= LINE_SPAN * sw
     # a line is a run of covered bands (two where it straddles their boundary) no wider than a
     # fraction of the strokes, with its fringes
@@ -411,23 +450,50 @@ def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
     for start, end in zip(starts, ends):
         if (end - start) * LINE_BAND * factor <= max(2 * LINE_BAND * factor, LINE_THIN * stroke):
             thin[start:end + 2] = True
-    thin_lines = int(np.diff(thin.astype(np.int8)).clip(0).sum())
     on_line = thin[1:-1]
     y, x = np.nonzero(mask)
     line = on_line[_band(y / factor, x / factor, slope, sw)]
     if not line.any():
-        return lines
+        return None
+    pixels = np.zeros_like(mask)
+    pixels[y[line], x[line]] = True
+    return _ThinLines(pixels, on_line, slope, factor, sw, int(np.diff(thin.astype(np.int8)).clip(0).sum()))
+
+
+def _slope_score(coverage: np.ndarray, span: float) -> tuple:
+    """How well one slope's bands (`_coverage`) fit the lines: how many columns its best band
+    reaches, then how many its bands reaching `span` columns reach together (ruling: every line
+    at once, where a slope off by a little may still hold one line in one band)."""
+    return int(coverage.max()), int(coverage[coverage >= span].sum())
+
+
+def _best_slope(coverage: np.ndarray, span: float) -> int:
+    """The index of the slope with the best `_slope_score` (the first of equals)."""
+    reach = coverage.max(axis=1)
+    top = np.flatnonzero(reach == reach.max())
+    return int(top[np.where(coverage[top] >= span, coverage[top], 0).sum(axis=1).argmax()])
+
+
+def _past_the_ink(lines: _ThinLines, ink: np.ndarray) -> np.ndarray:
+    """`lines.pixels` if the lines run on past both ends of the largest part of the `ink` off
+    them by LINE_OVERHANG of the image (a digit's bar ends where the digit ends), or if there
+    is no such ink and there are two lines or more (ruled paper alone); else nothing."""
     iy, ix = np.nonzero(ink)
-    off_line = ~on_line[_band(iy / factor, ix / factor, slope, sw)]
+    off_line = ~lines.on_line[_band(iy / lines.factor, ix / lines.factor, lines.slope, lines.width)]
     rest = _largest_part(iy[off_line], ix[off_line], ink.shape)
-    margin = LINE_OVERHANG * w
+    x = np.nonzero(lines.pixels)[1]
+    margin = LINE_OVERHANG * ink.shape[1]
     if rest.size == 0:
-        if thin_lines < 2:      # one line and nothing else: a "1"; two or more: ruled paper alone
-            return lines
-    elif x[line].min() > rest.min() - margin or x[line].max() < rest.max() + margin:
-        return lines
-    lines[y[line], x[line]] = True
-    return lines
+        if lines.count < 2:      # one line and nothing else: a "1"; two or more: ruled paper alone
+            return np.zeros_like(lines.pixels)
+    elif x.min() > rest.min() - margin or x.max() < rest.max() + margin:
+        return np.zeros_like(lines.pixels)
+    return lines.pixels
+
+
+def _crossing(lines: _ThinLines, stroke: float) -> int:
+    """How long a run across flat `lines` must be to be a stroke crossing them."""
+    return int(max(LINE_THIN * stroke, _typical_stroke(lines.pixels))) + 2
 
 
 def _largest_part(y: np.ndarray, x: np.ndarray, shape: tuple) -> np.ndarray:

@@ -115,26 +115,30 @@ def test_normalization_constants_match_the_training_data(mnist_root):
     assert padded.std().item() == pytest.approx(STD, abs=5e-4)
 
 
-def _ruled_template(lines: int, digit: np.ndarray | None = None, columns: int = 0, width: int = 2) -> Image.Image:
-    """A flat grey ruled template as a drawing app makes one (lines slightly tilted, from side
-    to side; squared with `columns` lines from top to bottom as well), with a digit drawn in
-    black across two of its lines if given."""
-    page = Image.new("L", (160, 120), 255)
+def _ruled_template(lines: int, digit: np.ndarray | None = None, columns: int = 0, width: int = 2,
+                    size: tuple = (160, 120), first: int = 8, step: int = 24, grey: int = 170,
+                    tilt: int = 3) -> Image.Image:
+    """A flat grey ruled template as a drawing app makes one (lines `tilt` px lower at the right,
+    from side to side; squared with `columns` lines from top to bottom as well), with a digit
+    drawn in black across two of its lines if given (at 70% of the page's height, centred)."""
+    page = Image.new("L", size, 255)
     draw = ImageDraw.Draw(page)
-    for y in range(8, 8 + 24 * lines, 24):
-        draw.line([(0, y), (160, y + 3)], fill=170, width=width)
+    for y in range(first, first + step * lines, step):
+        draw.line([(0, y), (size[0], y + tilt)], fill=grey, width=width)
     for x in range(8, 8 + 24 * columns, 24):
-        draw.line([(x, 0), (x + 3, 120)], fill=170, width=width)
+        draw.line([(x, 0), (x + tilt, size[1])], fill=grey, width=width)
     if digit is not None:
-        page.paste(0, (38, 18), Image.fromarray(digit).resize((84, 84), Image.BICUBIC))
+        side = int(0.7 * size[1])
+        corner = (size[0] - side) // 2, (size[1] - side) // 2
+        page.paste(0, corner, Image.fromarray(digit).resize((side, side), Image.BICUBIC))
     return page
 
 
 def _search_calls(monkeypatch) -> list:
     """Record each call of the ruled-line search (it still runs)."""
     calls = []
-    search = preprocess._long_lines
-    monkeypatch.setattr(preprocess, "_long_lines", lambda *args: calls.append(1) or search(*args))
+    search = preprocess._thin_lines
+    monkeypatch.setattr(preprocess, "_thin_lines", lambda *args, **kwargs: calls.append(1) or search(*args, **kwargs))
     return calls
 
 
@@ -167,9 +171,18 @@ def test_a_digit_on_a_flat_ruled_template_is_read_without_the_lines(test_set, co
     assert calls and error < limit      # measured: 5.7 and 7.1; read as the lines, 27; squared before, 19.8
 
 
-@pytest.mark.parametrize("lines,width", [(2, 2), (2, 3), (3, 3)])
-def test_a_flat_template_with_ruled_lines_alone_is_refused(lines, width):
-    """Grey lines alone have no darker strokes to measure; before, 3-px lines were then taken
-    for strokes crossing themselves and kept, and the empty template was answered."""
+@pytest.mark.parametrize("template", [
+    dict(lines=2), dict(lines=2, width=3), dict(lines=3, width=3),
+    # each answered before:
+    dict(lines=2, width=3, size=(280, 280), first=40, step=60, grey=200, tilt=0),   # 3-px lines read as strokes
+    dict(lines=5, columns=7),                                   # squared: the other way's lines were the "digit"
+    dict(lines=3, width=1, size=(475, 298), first=50, step=85, grey=200, tilt=4),   # 1-px lines half a degree off
+    dict(lines=3, size=(230, 154), first=39, step=51, grey=214, tilt=4),            # a degree: slope 0 holds one line
+    dict(lines=4, size=(256, 190), first=33, step=52, grey=180, tilt=0),            # a line in the last rows
+])
+def test_a_flat_template_with_ruled_lines_alone_is_refused(template):
+    """Grey lines alone are paper: every line is found and taken out, whatever its width, tilt
+    or place, and nothing is left to read."""
     with pytest.raises(BlankImage):
-        normalized(styles.encode(_ruled_template(lines, width=width)))
+        normalized(styles.encode(_ruled_template(**template)))
+
