@@ -12,7 +12,8 @@ them, grey lines with or without a digit on them: whether each version refuses t
 far the digit it reads lies from the plain digit's normalization (mean grey levels). Last,
 `--random` random flat templates (page size, line count, spacing, width, grey, tilt, ruled or
 squared), each empty and with a random MNIST test digit pasted at a random size and place:
-how many empty ones each version refuses, and how many digits `--weights` reads right.
+how many empty ones each version refuses, and how many digits `--weights` reads right (and
+how many of those only the baseline does).
 """
 import argparse
 
@@ -77,7 +78,7 @@ def random_templates(versions, digits, labels, count: int, seed: int, weights: s
     digits drawn on them `weights` reads right."""
     model = load_model(weights)
     rng = np.random.default_rng(seed)
-    refused, right = [0, 0], [0, 0]
+    refused, right, lost = [0, 0], [0, 0], [0, 0]    # lost: refused / read right by the baseline only
     for _ in range(count):
         page = random_template(rng)
         empty = encode(page)
@@ -86,13 +87,20 @@ def random_templates(versions, digits, labels, count: int, seed: int, weights: s
         corner = int(rng.integers(page.width - side)), int(rng.integers(page.height - side))
         page.paste(0, corner, Image.fromarray(digits[i]).resize((side, side), Image.BICUBIC))
         with_digit = encode(page)
-        for v, preprocess in enumerate(versions):
-            refused[v] += normalized(preprocess, empty, max_pixels) is None
+        empty_refused, digit_right = [], []
+        for preprocess in versions:
+            empty_refused.append(normalized(preprocess, empty, max_pixels) is None)
             digit = normalized(preprocess, with_digit, max_pixels)
-            if digit is not None:
-                right[v] += int(predict(model, to_model_input(torch.from_numpy(digit[None]))).argmax() == labels[i])
-    print(f"\n{count} random templates (seed {seed}) | baseline | this\n|---|---|---|")
-    print(f"| empty, refused | {refused[0]} | {refused[1]} |\n| with a digit, read right | {right[0]} | {right[1]} |")
+            digit_right.append(digit is not None and bool(
+                predict(model, to_model_input(torch.from_numpy(digit[None]))).argmax() == labels[i]))
+        for v in (0, 1):
+            refused[v] += empty_refused[v]
+            right[v] += digit_right[v]
+        lost[0] += empty_refused[0] and not empty_refused[1]
+        lost[1] += digit_right[0] and not digit_right[1]
+    print(f"\n{count} random templates (seed {seed}) | baseline | this | baseline only\n|---|---|---|---|")
+    print(f"| empty, refused | {refused[0]} | {refused[1]} | {lost[0]} |")
+    print(f"| with a digit, read right | {right[0]} | {right[1]} | {lost[1]} |")
 
 
 def normalized(preprocess, data: bytes, max_pixels: int):

@@ -215,12 +215,22 @@ def _flat_ruled_lines(above_noise: np.ndarray, weak: np.ndarray, stroke: float, 
     found = _thin_lines(above_noise, stroke, flat=True) if across else None
     found_along = _thin_lines(above_noise.T, stroke, flat=True) if along else None
     lines = np.zeros_like(weak)
+    if not (found or found_along):
+        return lines
+    # pieces of lines leaving the image too soon to be found lie along its sides: not a digit
+    strip = max(int(_typical_stroke(f.pixels)) + 2 for f in (found, found_along) if f)
+    inner = np.zeros_like(weak)
+    inner[strip:-strip, strip:-strip] = True
     if found:
-        ink = weak & ~found_along.pixels.T if found_along else weak
+        ink = (weak & ~found_along.pixels.T if found_along else weak) & inner
         lines |= _past_the_ink(found, ink) & ~_runs(above_noise, _crossing(found, stroke), axis=0)
     if found_along:
-        ink = weak.T & ~found.pixels.T if found else weak.T
-        lines |= (_past_the_ink(found_along, ink) & ~_runs(above_noise.T, _crossing(found_along, stroke), axis=0)).T
+        ink = (weak & ~found.pixels if found else weak) & inner
+        lines |= (_past_the_ink(found_along, ink.T) & ~_runs(above_noise.T, _crossing(found_along, stroke), axis=0)).T
+    if lines.any():     # what is left wholly along the sides or beside the lines is theirs
+        labels, count = ndimage.label(weak & ~lines, structure=np.ones((3, 3)))
+        apart = inner & ~ndimage.maximum_filter(lines, size=2 * SUPPORT_PX + 1)
+        lines |= np.isin(labels, np.setdiff1d(np.arange(1, count + 1), labels[apart]))
     return lines
 
 

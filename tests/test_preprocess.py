@@ -146,7 +146,8 @@ def _search_calls(monkeypatch) -> list:
 def test_flat_digits_touching_the_border_skip_the_line_search(test_set, style, searches, unchanged, monkeypatch):
     """Tight crops and enlargements of flat drawings or scans touch the border, so they are not
     clean; no ruling crosses them, so the costly ruled-line search is skipped. Run anyway, it
-    changes no crop, and on a few tiny enlargements takes a bar of the digit for a line."""
+    changes no crop (by a grey level on average), and on a few tiny enlargements takes a bar of
+    the digit for a line."""
     rng = np.random.default_rng(0)
     images = [decode_image(getattr(styles, style)(a, rng), CAP) for a in test_set[0][:60]]
     calls = _search_calls(monkeypatch)
@@ -154,7 +155,8 @@ def test_flat_digits_touching_the_border_skip_the_line_search(test_set, style, s
     assert len(calls) <= searches       # 2 per image without the skip; measured: 12 and 23 (photos search)
     monkeypatch.setattr(preprocess, "_ruling_may_cross", lambda ink: (True, True))
     searched = np.stack([normalize_digit(img) for img in images])
-    assert (skipped == searched).all(axis=(1, 2)).mean() >= unchanged     # measured: 60 and 57 of 60
+    nearly_equal = np.abs(skipped.astype(int) - searched).mean(axis=(1, 2)) < 1     # mean grey levels
+    assert nearly_equal.mean() >= unchanged     # measured: 60 (one 0.04 off) and 59 of 60
 
 
 @pytest.mark.parametrize("columns,limit", [(0, 8), (7, 9)])
@@ -179,6 +181,8 @@ def test_a_digit_on_a_flat_ruled_template_is_read_without_the_lines(test_set, co
     dict(lines=3, width=1, size=(475, 298), first=50, step=85, grey=200, tilt=4),   # 1-px lines half a degree off
     dict(lines=3, size=(230, 154), first=39, step=51, grey=214, tilt=4),            # a degree: slope 0 holds one line
     dict(lines=4, size=(256, 190), first=33, step=52, grey=180, tilt=0),            # a line in the last rows
+    dict(lines=4, step=36, tilt=6),                             # a line leaving the page: too short to be found
+    dict(lines=4, width=4, size=(300, 300), first=35, step=60, grey=150, tilt=2),   # specks left beside the lines
 ])
 def test_a_flat_template_with_ruled_lines_alone_is_refused(template):
     """Grey lines alone are paper: every line is found and taken out, whatever its width, tilt
