@@ -223,10 +223,10 @@ def _flat_ruled_lines(above_noise: np.ndarray, weak: np.ndarray, stroke: float, 
     inner[strip:-strip, strip:-strip] = True
     if found:
         ink = (weak & ~found_along.pixels.T if found_along else weak) & inner
-        lines |= _past_the_ink(found, ink) & ~_runs(above_noise, _crossing(found, stroke), axis=0)
+        lines |= _past_the_ink(found, ink, flat=True) & ~_runs(above_noise, _crossing(found, stroke), axis=0)
     if found_along:
         ink = (weak & ~found.pixels if found else weak) & inner
-        lines |= (_past_the_ink(found_along, ink.T) & ~_runs(above_noise.T, _crossing(found_along, stroke), axis=0)).T
+        lines |= (_past_the_ink(found_along, ink.T, flat=True) & ~_runs(above_noise.T, _crossing(found_along, stroke), axis=0)).T
     if lines.any():     # what is left wholly along the sides or beside the lines is theirs
         labels, count = ndimage.label(weak & ~lines, structure=np.ones((3, 3)))
         apart = inner & ~ndimage.maximum_filter(lines, size=2 * SUPPORT_PX + 1)
@@ -484,10 +484,11 @@ def _best_slope(coverage: np.ndarray, span: float) -> int:
     return int(top[np.where(coverage[top] >= span, coverage[top], 0).sum(axis=1).argmax()])
 
 
-def _past_the_ink(lines: _ThinLines, ink: np.ndarray) -> np.ndarray:
+def _past_the_ink(lines: _ThinLines, ink: np.ndarray, flat: bool = False) -> np.ndarray:
     """`lines.pixels` if the lines run on past both ends of the largest part of the `ink` off
     them by LINE_OVERHANG of the image (a digit's bar ends where the digit ends), or if there
-    is no such ink and there are two lines or more (ruled paper alone); else nothing."""
+    is no such ink and there are two lines or more (ruled paper alone); else nothing. On `flat`
+    paper a line may instead reach the image's side at one end, where the digit lies near it."""
     iy, ix = np.nonzero(ink)
     off_line = ~lines.on_line[_band(iy / lines.factor, ix / lines.factor, lines.slope, lines.width)]
     rest = _largest_part(iy[off_line], ix[off_line], ink.shape)
@@ -496,9 +497,12 @@ def _past_the_ink(lines: _ThinLines, ink: np.ndarray) -> np.ndarray:
     if rest.size == 0:
         if lines.count < 2:      # one line and nothing else: a "1"; two or more: ruled paper alone
             return np.zeros_like(lines.pixels)
-    elif x.min() > rest.min() - margin or x.max() < rest.max() + margin:
-        return np.zeros_like(lines.pixels)
-    return lines.pixels
+        return lines.pixels
+    before, after = x.min() <= rest.min() - margin, x.max() >= rest.max() + margin
+    if flat and (before or after):
+        before |= x.min() == 0
+        after |= x.max() == ink.shape[1] - 1
+    return lines.pixels if before and after else np.zeros_like(lines.pixels)
 
 
 def _crossing(lines: _ThinLines, stroke: float) -> int:
