@@ -27,8 +27,7 @@ from model.inference import load_model
 from model.preprocess import to_model_input
 from training import eval_sets
 from training.data import ensure_mnist, load_raw
-from training.evaluate import predict
-from training.evaluate import style_sets
+from training.evaluate import predict, style_sets
 from training.user_styles import encode
 
 # (page size, ruled lines, squared columns, line width, grey, tilt in px); the 160x120 ones are
@@ -38,18 +37,33 @@ TEMPLATES = [((280, 280), n, 0, width, 200, 0) for n in (2, 3) for width in (1, 
     + [((160, 120), 5, 0, 2, 170, 3), ((160, 120), 5, 7, 2, 170, 3)]
 
 
-def template(size, lines, columns, width, grey, tilt, digit=None) -> bytes:
+def ruled_page(size, rows, columns, width: int, grey: int, tilt: int) -> Image.Image:
+    """A white page with grey lines from side to side at `rows` and from top to bottom at
+    `columns` (px), each `tilt` px lower or further right at its far end."""
     w, h = size
-    first, step = (40, 60) if w > 200 else (8, 24)
     page = Image.new("L", size, 255)
     draw = ImageDraw.Draw(page)
-    for y in range(first, first + step * lines, step):
+    for y in rows:
         draw.line([(0, y), (w, y + tilt)], fill=grey, width=width)
-    for x in range(8, 8 + 24 * columns, 24):
+    for x in columns:
         draw.line([(x, 0), (x + tilt, h)], fill=grey, width=width)
+    return page
+
+
+def paste_digit(page: Image.Image, digit: np.ndarray, left: int, top: int, side: int) -> None:
+    """Draw an MNIST digit in black, enlarged to `side` px, with its corner at (left, top)."""
+    page.paste(0, (left, top), Image.fromarray(digit).resize((side, side), Image.BICUBIC))
+
+
+def template(size, lines, columns, width, grey, tilt, digit=None) -> bytes:
+    """One of TEMPLATES, encoded, with `digit` centred at 70% of the page's height if given."""
+    w, h = size
+    first, step = (40, 60) if w > 200 else (8, 24)
+    page = ruled_page(size, range(first, first + step * lines, step), range(8, 8 + 24 * columns, 24),
+                      width, grey, tilt)
     if digit is not None:
         side = int(0.7 * min(w, h))
-        page.paste(0, ((w - side) // 2, (h - side) // 2), Image.fromarray(digit).resize((side, side), Image.BICUBIC))
+        paste_digit(page, digit, (w - side) // 2, (h - side) // 2, side)
     return encode(page)
 
 
@@ -62,15 +76,9 @@ def random_template(rng: np.random.Generator) -> Image.Image:
     width, grey, tilt = int(rng.integers(1, 5)), int(rng.integers(140, 230)), int(rng.integers(0, 8))
     step = h // (lines + 1)
     offset = int(rng.integers(0, step // 2 + 1))
-    page = Image.new("L", (w, h), 255)
-    draw = ImageDraw.Draw(page)
-    for y in range(offset + step // 2, h, step):
-        draw.line([(0, y), (w, y + tilt)], fill=grey, width=width)
-    if columns:
-        column_step = w // (columns + 1)
-        for x in range(offset + column_step // 2, w, column_step):
-            draw.line([(x, 0), (x + tilt, h)], fill=grey, width=width)
-    return page
+    column_step = w // (columns + 1)
+    return ruled_page((w, h), range(offset + step // 2, h, step),
+                      range(offset + column_step // 2, w, column_step) if columns else (), width, grey, tilt)
 
 
 def random_templates(versions, digits, labels, count: int, seed: int, weights: str, max_pixels: int) -> None:
@@ -85,7 +93,7 @@ def random_templates(versions, digits, labels, count: int, seed: int, weights: s
         i = int(rng.integers(len(digits)))
         side = int(rng.uniform(0.4, 0.8) * min(page.size))
         corner = int(rng.integers(page.width - side)), int(rng.integers(page.height - side))
-        page.paste(0, corner, Image.fromarray(digits[i]).resize((side, side), Image.BICUBIC))
+        paste_digit(page, digits[i], *corner, side)
         with_digit = encode(page)
         empty_refused, digit_right = [], []
         for preprocess in versions:

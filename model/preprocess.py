@@ -217,16 +217,18 @@ def _flat_ruled_lines(above_noise: np.ndarray, weak: np.ndarray, stroke: float, 
     lines = np.zeros_like(weak)
     if not (found or found_along):
         return lines
+    width, width_along = (_typical_stroke(f.pixels) if f else 0.0 for f in (found, found_along))
     # pieces of lines leaving the image too soon to be found lie along its sides: not a digit
-    strip = max(int(_typical_stroke(f.pixels)) + 2 for f in (found, found_along) if f)
+    strip = int(max(width, width_along)) + 2
     inner = np.zeros_like(weak)
     inner[strip:-strip, strip:-strip] = True
     if found:
         ink = (weak & ~found_along.pixels.T if found_along else weak) & inner
-        lines |= _past_the_ink(found, ink, flat=True) & ~_runs(above_noise, _crossing(found, stroke), axis=0)
+        lines |= _past_the_ink(found, ink, flat=True) & ~_runs(above_noise, _crossing(width, stroke), axis=0)
     if found_along:
         ink = (weak & ~found.pixels if found else weak) & inner
-        lines |= (_past_the_ink(found_along, ink.T, flat=True) & ~_runs(above_noise.T, _crossing(found_along, stroke), axis=0)).T
+        lines |= (_past_the_ink(found_along, ink.T, flat=True)
+                  & ~_runs(above_noise.T, _crossing(width_along, stroke), axis=0)).T
     if lines.any():     # what is left wholly along the sides or beside the lines is theirs
         labels, count = ndimage.label(weak & ~lines, structure=np.ones((3, 3)))
         apart = inner & ~ndimage.maximum_filter(lines, size=2 * SUPPORT_PX + 1)
@@ -447,11 +449,10 @@ def _thin_lines(mask: np.ndarray, stroke: float, flat: bool = False) -> _ThinLin
     span = LINE_SPAN * sw if flat else np.inf      # in photos the best band alone decides
     best = _best_slope(coverage, span)
     slope, covered = LINE_SLOPES[best], coverage[best]
-    fine = slope + LINE_SLOPE_STEP * np.array([-0.5, 0.5])
-    fine_coverage = _coverage(sy, sx, fine, sh, sw)
-    fine_best = _best_slope(fine_coverage, span)
-    if _slope_score(fine_coverage[fine_best], span) > _slope_score(covered, span):
-        slope, covered = fine[fine_best], fine_coverage[fine_best]
+    fine = slope + LINE_SLOPE_STEP * np.array([0.0, -0.5, 0.5])     # this slope first: it wins ties
+    fine_coverage = np.vstack([covered, _coverage(sy, sx, fine[1:], sh, sw)])
+    best = _best_slope(fine_coverage, span)
+    slope, covered = fine[best], fine_coverage[best]
     covered = covered >= LINE_SPAN * sw
     # a line is a run of covered bands (two where it straddles their boundary) no wider than a
     # fraction of the strokes, with its fringes
@@ -470,15 +471,10 @@ def _thin_lines(mask: np.ndarray, stroke: float, flat: bool = False) -> _ThinLin
     return _ThinLines(pixels, on_line, slope, factor, sw, int(np.diff(thin.astype(np.int8)).clip(0).sum()))
 
 
-def _slope_score(coverage: np.ndarray, span: float) -> tuple:
-    """How well one slope's bands (`_coverage`) fit the lines: how many columns its best band
-    reaches, then how many its bands reaching `span` columns reach together (ruling: every line
-    at once, where a slope off by a little may still hold one line in one band)."""
-    return int(coverage.max()), int(coverage[coverage >= span].sum())
-
-
 def _best_slope(coverage: np.ndarray, span: float) -> int:
-    """The index of the slope with the best `_slope_score` (the first of equals)."""
+    """The index of the slope (a row of `_coverage`) whose best band reaches most columns; of
+    equals, the one whose bands reaching `span` columns reach most together (ruling: every line
+    at once, where a slope off by a little may still hold one line in one band), then the first."""
     reach = coverage.max(axis=1)
     top = np.flatnonzero(reach == reach.max())
     return int(top[np.where(coverage[top] >= span, coverage[top], 0).sum(axis=1).argmax()])
@@ -505,9 +501,9 @@ def _past_the_ink(lines: _ThinLines, ink: np.ndarray, flat: bool = False) -> np.
     return lines.pixels if before and after else np.zeros_like(lines.pixels)
 
 
-def _crossing(lines: _ThinLines, stroke: float) -> int:
-    """How long a run across flat `lines` must be to be a stroke crossing them."""
-    return int(max(LINE_THIN * stroke, _typical_stroke(lines.pixels))) + 2
+def _crossing(line_width: float, stroke: float) -> int:
+    """How long a run across flat lines `line_width` px wide must be to be a stroke crossing them."""
+    return int(max(LINE_THIN * stroke, line_width)) + 2
 
 
 def _largest_part(y: np.ndarray, x: np.ndarray, shape: tuple) -> np.ndarray:
