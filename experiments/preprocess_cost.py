@@ -5,8 +5,9 @@
     PYTHONPATH=. python experiments/preprocess_cost.py --baseline /tmp/preprocess_main.py
 
 For each kind of input, 2,000 calls cycle over 100 different images of that kind (MNIST test
-digits drawn by `training.user_styles`); the median call time is printed, in milliseconds.
-One thread, as each TorchServe worker runs. With --baseline, the two versions are timed in
+digits drawn by `training.user_styles`, or on flat ruled and squared templates by
+`experiments.templates`); the median call time is printed, in milliseconds. One thread, as
+each TorchServe worker runs. With --baseline, the two versions are timed in
 alternating halves of 1,000 calls (baseline, this, this, baseline) on the same images, so that
 both see the same load of a shared machine; the mean of the two half medians is printed for
 each, and their ratio.
@@ -19,13 +20,15 @@ import numpy as np
 import torch
 
 from configuration import handler_settings
+from experiments.templates import on_random_template
 from training import user_styles
 from training.data import load_raw
 
 KINDS = {"mnist_png": user_styles.mnist_png, "transparent_canvas": user_styles.transparent_canvas,
          "photo_jpeg": user_styles.photo_jpeg, "large_off_centre": user_styles.large_off_centre,
          "frame_filling": user_styles.frame_filling, "low_resolution": user_styles.low_resolution,
-         "lined_paper": user_styles.lined_paper, "noisy_page": user_styles.noisy_page}
+         "lined_paper": user_styles.lined_paper, "noisy_page": user_styles.noisy_page,
+         "ruled_template": on_random_template}
 MAX_PIXELS = handler_settings()["max_pixels"]
 
 

@@ -19,10 +19,12 @@ import argparse
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from configuration import handler_settings
+from experiments.templates import paste_digit, random_template, ruled_page
 from experiments.preprocess_cost import load_preprocess
+from model.errors import RequestError
 from model.inference import load_model
 from model.preprocess import to_model_input
 from training import eval_sets
@@ -37,24 +39,6 @@ TEMPLATES = [((280, 280), n, 0, width, 200, 0) for n in (2, 3) for width in (1, 
     + [((160, 120), 5, 0, 2, 170, 3), ((160, 120), 5, 7, 2, 170, 3)]
 
 
-def ruled_page(size, rows, columns, width: int, grey: int, tilt: int) -> Image.Image:
-    """A white page with grey lines from side to side at `rows` and from top to bottom at
-    `columns` (px), each `tilt` px lower or further right at its far end."""
-    w, h = size
-    page = Image.new("L", size, 255)
-    draw = ImageDraw.Draw(page)
-    for y in rows:
-        draw.line([(0, y), (w, y + tilt)], fill=grey, width=width)
-    for x in columns:
-        draw.line([(x, 0), (x + tilt, h)], fill=grey, width=width)
-    return page
-
-
-def paste_digit(page: Image.Image, digit: np.ndarray, left: int, top: int, side: int) -> None:
-    """Draw an MNIST digit in black, enlarged to `side` px, with its corner at (left, top)."""
-    page.paste(0, (left, top), Image.fromarray(digit).resize((side, side), Image.BICUBIC))
-
-
 def template(size, lines, columns, width, grey, tilt, digit=None) -> bytes:
     """One of TEMPLATES, encoded, with `digit` centred at 70% of the page's height if given."""
     w, h = size
@@ -65,20 +49,6 @@ def template(size, lines, columns, width, grey, tilt, digit=None) -> bytes:
         side = int(0.7 * min(w, h))
         paste_digit(page, digit, (w - side) // 2, (h - side) // 2, side)
     return encode(page)
-
-
-def random_template(rng: np.random.Generator) -> Image.Image:
-    """A flat template no test above was made from: 120-500 px wide, 2-7 ruled lines (half the
-    pages squared as well), 1-4 px wide, grey 140-229, tilted up to 7 px across the page."""
-    w = int(rng.integers(120, 500))
-    h = int(w * rng.uniform(0.6, 1.4))
-    lines, columns = int(rng.integers(2, 7)), int(rng.integers(0, 8)) if rng.random() < 0.5 else 0
-    width, grey, tilt = int(rng.integers(1, 5)), int(rng.integers(140, 230)), int(rng.integers(0, 8))
-    step = h // (lines + 1)
-    offset = int(rng.integers(0, step // 2 + 1))
-    column_step = w // (columns + 1)
-    return ruled_page((w, h), range(offset + step // 2, h, step),
-                      range(offset + column_step // 2, w, column_step) if columns else (), width, grey, tilt)
 
 
 def random_templates(versions, digits, labels, count: int, seed: int, weights: str, max_pixels: int) -> None:
@@ -114,7 +84,7 @@ def random_templates(versions, digits, labels, count: int, seed: int, weights: s
 def normalized(preprocess, data: bytes, max_pixels: int):
     try:
         return preprocess.prepare(data, max_pixels)
-    except ValueError:      # a refusal
+    except RequestError:    # a refusal (a crash is no refusal: it stops the comparison)
         return None
 
 
