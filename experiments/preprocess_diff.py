@@ -6,10 +6,11 @@ by image, on every evaluation set and on flat ruled and squared templates.
     PYTHONPATH=. python experiments/preprocess_diff.py /tmp/preprocess_main.py --only-random --seed 8
 
 For the 10,000 MNIST test digits, the first `--count` test digits per user style and the
-independent sets (`training.eval_sets`; `printed` stays held out): how many normalized digits
-differ and how many images each version refuses. Then flat templates as a drawing app makes
-them, grey lines with or without a digit on them: whether each version refuses them, and how
-far the digit it reads lies from the plain digit's normalization (mean grey levels). Last,
+independent sets (`training.eval_sets`; the held-out `printed` only with `--held-out`): how
+many normalized digits differ (and the first ones' indices) and how many images each version
+refuses. Then flat templates as a drawing app makes them, grey lines with or without a digit
+on them: whether each version refuses them, and how far the digit it reads lies from the plain
+digit's normalization (mean grey levels). Last,
 `--random` random flat templates (page size, line count, spacing, width, grey, tilt, ruled or
 squared), each empty and with a random MNIST test digit pasted at a random size and place:
 how many empty ones each version refuses, and how many digits `--weights` reads right (and
@@ -96,32 +97,36 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=8, help="of the random templates")
     parser.add_argument("--weights", default="artifacts/lenet5_mnist.pt", help="reads the random templates' digits")
     parser.add_argument("--only-random", action="store_true", help="measure the random templates only")
+    parser.add_argument("--held-out", action="store_true", help="count changes on the held-out `printed` set too")
     args = parser.parse_args()
     versions = load_preprocess(args.baseline), load_preprocess(None)
     max_pixels = handler_settings()["max_pixels"]
     root = ensure_mnist("data")
     digits, labels = (a.numpy() for a in load_raw(root, train=False))
     if not args.only_random:
-        every_set(versions, digits, root, args.count, max_pixels)
+        every_set(versions, digits, root, args.count, max_pixels, args.held_out)
     random_templates(versions, digits, labels, args.random, args.seed, args.weights, max_pixels)
 
 
-def every_set(versions, digits, root, count: int, max_pixels: int) -> None:
-    """The evaluation sets' and the fixed templates' tables."""
+def every_set(versions, digits, root, count: int, max_pixels: int, held_out: bool) -> None:
+    """The evaluation sets' (with `printed` if `held_out`) and the fixed templates' tables."""
     sets = {"mnist": [encode(Image.fromarray(a)) for a in digits]}
     sets.update({f"user_styles/{name}": images for name, (images, _) in style_sets(root, count).items()})
     sets["other_writers"] = [data for data, _ in eval_sets.other_writers()]
     sets["second_camera"] = [data for data, _ in eval_sets.second_camera(root)]
     sets["not_digits"] = [data for data, _ in eval_sets.not_digits(root)]
-    print("| set | images | changed | refused: baseline | refused: this |\n|---|---|---|---|---|")
+    if held_out:
+        sets["printed"] = [data for data, _ in eval_sets.printed()]
+    print("| set | images | changed | refused: baseline | refused: this | first changed |\n|---|---|---|---|---|---|")
     for name, images in sets.items():
-        changed, refused = 0, [0, 0]
-        for data in images:
+        changed, refused = [], [0, 0]
+        for i, data in enumerate(images):
             old, new = (normalized(p, data, max_pixels) for p in versions)
             refused[0] += old is None
             refused[1] += new is None
-            changed += (old is None) != (new is None) or (old is not None and not np.array_equal(old, new))
-        print(f"| {name} | {len(images)} | {changed} | {refused[0]} | {refused[1]} |", flush=True)
+            if (old is None) != (new is None) or (old is not None and not np.array_equal(old, new)):
+                changed.append(i)
+        print(f"| {name} | {len(images)} | {len(changed)} | {refused[0]} | {refused[1]} | {changed[:10]} |", flush=True)
 
     print("\n| template (size, lines, columns, width, grey, tilt) | digit | baseline | this |\n|---|---|---|---|")
     for spec in TEMPLATES:

@@ -147,7 +147,8 @@ def _ink(img: Image.Image) -> np.ndarray:
     texture, ruling, a shadow or a desk alone.
     """
     img = _resamplable(img)
-    if max(img.size) > WORK_SIZE:
+    reduced = max(img.size) > WORK_SIZE
+    if reduced:
         img.thumbnail((WORK_SIZE, WORK_SIZE), Image.BOX)
     clean = _clean_ink(img)
     if clean is not None:
@@ -184,6 +185,10 @@ def _ink(img: Image.Image) -> np.ndarray:
         lines = _ruled_lines(residual >= floor, weak, stroke)
     else:   # only directions a ruled line may cross are searched, the search being costly
         across, along = _ruling_may_cross(weak)
+        if reduced and not (across and along):
+            # reduction averages a thin line with the paper beside it into dashes, some too
+            # faint for weak ink: follow lines through all the ink above the paper as well
+            across, along = np.logical_or((across, along), _ruling_may_cross(residual > floor))
         lines = np.zeros_like(weak)
         if across or along:     # flat paper lies at the floor: only what is above it is drawn
             # grey lines with no darker ink give no stroke width: the lines' own stands in
@@ -222,18 +227,43 @@ def _flat_ruled_lines(above_noise: np.ndarray, weak: np.ndarray, stroke: float, 
     strip = int(max(width, width_along)) + 2
     inner = np.zeros_like(weak)
     inner[strip:-strip, strip:-strip] = True
+    # runs across each direction's lines as long as a stroke crossing them
+    crossed = _runs(above_noise, _crossing(width, stroke), axis=0) if found else None
+    crossed_along = _runs(above_noise.T, _crossing(width_along, stroke), axis=0).T if found_along else None
     if found:
         ink = (weak & ~found_along.pixels.T if found_along else weak) & inner
-        lines |= _past_the_ink(found, ink, flat=True) & ~_runs(above_noise, _crossing(width, stroke), axis=0)
+        lines |= _past_the_ink(found, ink, flat=True) & ~crossed
     if found_along:
         ink = (weak & ~found.pixels if found else weak) & inner
-        lines |= (_past_the_ink(found_along, ink.T, flat=True)
-                  & ~_runs(above_noise.T, _crossing(width_along, stroke), axis=0)).T
-    if lines.any():     # what is left wholly along the sides or beside the lines is theirs
+        lines |= _past_the_ink(found_along, ink.T, flat=True).T & ~crossed_along
+    if lines.any():     # what is left wholly along the sides, beside the lines or within one is theirs
         labels, count = ndimage.label(weak & ~lines, structure=np.ones((3, 3)))
-        apart = inner & ~ndimage.maximum_filter(lines, size=2 * SUPPORT_PX + 1)
-        lines |= np.isin(labels, np.setdiff1d(np.arange(1, count + 1), labels[apart]))
+        theirs = np.ones(count + 1, bool)
+        theirs[labels[inner & ~ndimage.maximum_filter(lines, size=2 * SUPPORT_PX + 1)]] = False
+        theirs[1:] |= _line_pieces(labels, count, [(found, crossed, False), (found_along, crossed_along, True)])
+        theirs[0] = False
+        lines |= theirs[labels]
     return lines
+
+
+def _line_pieces(labels: np.ndarray, count: int, directions: list) -> np.ndarray:
+    """Which of the `count` labelled parts lie wholly within one line's bands and fringes and
+    cross it nowhere but where the other direction's lines do: pieces of lines the search missed
+    (drifting into a fringe left unmarked). `directions`: (lines or None, runs crossing them,
+    whether they were found in the transposed image) each way."""
+    pieces = np.zeros(count, bool)
+    if not count:
+        return pieces
+    y, x = np.nonzero(labels)
+    own = labels[y, x]
+    found = [(_line_of(x, y, lines) if turned else _line_of(y, x, lines)) if lines else None
+             for lines, _, turned in directions]
+    for (lines, crossed, _), line, other in zip(directions, found, found[::-1]):
+        if lines:
+            low, high = (np.asarray(f(line, own, np.arange(1, count + 1))) for f in (ndimage.minimum, ndimage.maximum))
+            crossing = crossed[y, x] & (other < 0 if other is not None else True)
+            pieces |= (low >= 0) & (low == high) & (np.bincount(own[crossing], minlength=count + 1)[1:] == 0)
+    return pieces
 
 
 def _digit_ink(residual: np.ndarray, floor: float, contrast: float, weak: np.ndarray, lines: np.ndarray,
@@ -417,6 +447,7 @@ class _ThinLines(NamedTuple):
     factor: int
     width: int
     count: int              # how many separate lines
+    reach: np.ndarray       # (first, last) band of each, with a band of fringe each side
 
 
 def _long_lines(mask: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
@@ -455,12 +486,19 @@ def _thin_lines(mask: np.ndarray, stroke: float, flat: bool = False) -> _ThinLin
     slope, covered = fine[best], fine_coverage[best]
     covered = covered >= LINE_SPAN * sw
     # a line is a run of covered bands (two where it straddles their boundary) no wider than a
-    # fraction of the strokes, with its fringes
+    # fraction of the strokes, with a band of fringe each side; on flat paper searched in a
+    # reduced copy, whose bands are `factor` times wider, only into a gap that leaves a band free
+    # between two lines' fringes (dense squared paper would merge into one wide "line" over the
+    # digit too)
     starts, ends = (np.flatnonzero(np.diff(np.concatenate([[0], covered, [0]]).astype(np.int8)) == d) for d in (1, -1))
-    thin = np.zeros(covered.size + 2, bool)
-    for start, end in zip(starts, ends):
+    roomy = (starts[1:] - ends[:-1] >= 3) | (not flat or factor == 1)    # two fringes and a free band
+    fringe_before, fringe_after = np.concatenate([[True], roomy]), np.concatenate([roomy, [True]])
+    thin = np.zeros(covered.size + 2, bool)     # thin[band + 1]: room for the fringes
+    reach = []
+    for start, end, before, after in zip(starts, ends, fringe_before, fringe_after):
         if (end - start) * LINE_BAND * factor <= max(2 * LINE_BAND * factor, LINE_THIN * stroke):
-            thin[start:end + 2] = True
+            thin[start + 1 - before:end + 1 + after] = True
+            reach.append((start - 1, end))
     on_line = thin[1:-1]
     y, x = np.nonzero(mask)
     line = on_line[_band(y / factor, x / factor, slope, sw)]
@@ -468,7 +506,16 @@ def _thin_lines(mask: np.ndarray, stroke: float, flat: bool = False) -> _ThinLin
         return None
     pixels = np.zeros_like(mask)
     pixels[y[line], x[line]] = True
-    return _ThinLines(pixels, on_line, slope, factor, sw, int(np.diff(thin.astype(np.int8)).clip(0).sum()))
+    return _ThinLines(pixels, on_line, slope, factor, sw, int(np.diff(thin.astype(np.int8)).clip(0).sum()),
+                      np.array(reach))
+
+
+def _line_of(y: np.ndarray, x: np.ndarray, lines: _ThinLines) -> np.ndarray:
+    """For the pixels (y, x) of the mask `lines` was found in: which line's bands and fringes
+    (`lines.reach`) hold each, -1 for none."""
+    band = _band(y / lines.factor, x / lines.factor, lines.slope, lines.width)
+    line = np.searchsorted(lines.reach[:, 1], band).clip(0, len(lines.reach) - 1)   # the first ending after
+    return np.where((lines.reach[line, 0] <= band) & (band <= lines.reach[line, 1]), line, -1)
 
 
 def _best_slope(coverage: np.ndarray, span: float) -> int:
@@ -503,7 +550,7 @@ def _past_the_ink(lines: _ThinLines, ink: np.ndarray, flat: bool = False) -> np.
 
 def _crossing(line_width: float, stroke: float) -> int:
     """How long a run across flat lines `line_width` px wide must be to be a stroke crossing them."""
-    return int(max(LINE_THIN * stroke, line_width)) + 2
+    return int(np.ceil(max(LINE_THIN * stroke, line_width))) + 2
 
 
 def _largest_part(y: np.ndarray, x: np.ndarray, shape: tuple) -> np.ndarray:
