@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from configuration import handler_settings
-from experiments.templates import paste_digit, random_template, ruled_page
+from experiments.templates import random_template
 from experiments.preprocess_cost import load_preprocess
 from model.errors import RequestError
 from model.inference import load_model
@@ -31,7 +31,7 @@ from model.preprocess import to_model_input
 from training import eval_sets
 from training.data import ensure_mnist, load_raw
 from training.evaluate import predict, style_sets
-from training.user_styles import encode
+from training.user_styles import encode, paste_digit, ruled_page
 
 # (page size, ruled lines, squared columns, line width, grey, tilt in px); the 160x120 ones are
 # tests/test_preprocess.py's template

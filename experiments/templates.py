@@ -1,27 +1,10 @@
-"""Flat ruled and squared pages as a drawing app makes them, with or without a digit: what
-experiments/preprocess_diff.py compares normalizers on and experiments/preprocess_cost.py times."""
+"""Random flat ruled and squared pages (`training.user_styles.ruled_page`), with or without a
+digit: what experiments/preprocess_diff.py compares normalizers on and
+experiments/preprocess_cost.py times."""
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from training.user_styles import encode
-
-
-def ruled_page(size, rows, columns, width: int, grey: int, tilt: int) -> Image.Image:
-    """A white page with grey lines from side to side at `rows` and from top to bottom at
-    `columns` (px), each `tilt` px lower or further right at its far end."""
-    w, h = size
-    page = Image.new("L", size, 255)
-    draw = ImageDraw.Draw(page)
-    for y in rows:
-        draw.line([(0, y), (w, y + tilt)], fill=grey, width=width)
-    for x in columns:
-        draw.line([(x, 0), (x + tilt, h)], fill=grey, width=width)
-    return page
-
-
-def paste_digit(page: Image.Image, digit: np.ndarray, left: int, top: int, side: int) -> None:
-    """Draw an MNIST digit in black, enlarged to `side` px, with its corner at (left, top)."""
-    page.paste(0, (left, top), Image.fromarray(digit).resize((side, side), Image.BICUBIC))
+from training.user_styles import encode, paste_digit, ruled_page
 
 
 def random_template(rng: np.random.Generator) -> Image.Image:

@@ -256,9 +256,9 @@ def _line_pieces(labels: np.ndarray, count: int, directions: list) -> np.ndarray
         return pieces
     y, x = np.nonzero(labels)
     own = labels[y, x]
-    found = [(_line_of(x, y, lines) if turned else _line_of(y, x, lines)) if lines else None
-             for lines, _, turned in directions]
-    for (lines, crossed, _), line, other in zip(directions, found, found[::-1]):
+    line_of = [(_line_of(x, y, lines) if turned else _line_of(y, x, lines)) if lines else None
+               for lines, _, turned in directions]
+    for (lines, crossed, _), line, other in zip(directions, line_of, line_of[::-1]):
         if lines:
             low, high = (np.asarray(f(line, own, np.arange(1, count + 1))) for f in (ndimage.minimum, ndimage.maximum))
             crossing = crossed[y, x] & (other < 0 if other is not None else True)

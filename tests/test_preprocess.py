@@ -4,7 +4,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from configuration import handler_settings
 from model import preprocess
@@ -123,16 +123,11 @@ def _ruled_template(lines: int, digit: np.ndarray | None = None, columns: int = 
     from side to side; squared with `columns` lines from top to bottom as well), with a digit
     drawn in black across two of its lines if given: at 70% of the page's height, centred, or
     `at` (left, top, side)."""
-    page = Image.new("L", size, 255)
-    draw = ImageDraw.Draw(page)
-    for y in range(first, first + step * lines, step):
-        draw.line([(0, y), (size[0], y + tilt)], fill=grey, width=width)
-    for x in range(column_first, column_first + column_step * columns, column_step):
-        draw.line([(x, 0), (x + tilt, size[1])], fill=grey, width=width)
+    page = styles.ruled_page(size, range(first, first + step * lines, step),
+                             range(column_first, column_first + column_step * columns, column_step), width, grey, tilt)
     if digit is not None:
         side = int(0.7 * size[1])
-        left, top, side = at or ((size[0] - side) // 2, (size[1] - side) // 2, side)
-        page.paste(0, (left, top), Image.fromarray(digit).resize((side, side), Image.BICUBIC))
+        styles.paste_digit(page, digit, *(at or ((size[0] - side) // 2, (size[1] - side) // 2, side)))
     return page
 
 

@@ -6,7 +6,7 @@ returns the bytes of an image file.
 import io
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -197,3 +197,22 @@ FAILURE_CLASSES = {"frame_filling": frame_filling, "low_resolution": low_resolut
                    "coloured_ink": coloured_ink, "lined_paper": lined_paper, "shadow": shadow,
                    "page_edge": page_edge, "noisy_page": noisy_page}
 USER_STYLES = {**STYLES, **FAILURE_CLASSES}   # every style, in a fixed order (seeds follow it)
+
+
+def ruled_page(size, rows, columns, width: int, grey: int, tilt: int) -> Image.Image:
+    """A flat ruled or squared page as a drawing app makes one: white, with grey lines from side
+    to side at `rows` and from top to bottom at `columns` (px), each `tilt` px lower or further
+    right at its far end. Not a style: what `paste_digit` draws on."""
+    w, h = size
+    page = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(page)
+    for y in rows:
+        draw.line([(0, y), (w, y + tilt)], fill=grey, width=width)
+    for x in columns:
+        draw.line([(x, 0), (x + tilt, h)], fill=grey, width=width)
+    return page
+
+
+def paste_digit(page: Image.Image, digit: np.ndarray, left: int, top: int, side: int) -> None:
+    """Draw an MNIST digit in black, enlarged to `side` px, with its corner at (left, top)."""
+    page.paste(0, (left, top), Image.fromarray(digit).resize((side, side), Image.BICUBIC))
