@@ -506,8 +506,13 @@ def _thin_lines(mask: np.ndarray, stroke: float, flat: bool = False) -> _ThinLin
         return None
     pixels = np.zeros_like(mask)
     pixels[y[line], x[line]] = True
-    return _ThinLines(pixels, on_line, slope, factor, sw, int(np.diff(thin.astype(np.int8)).clip(0).sum()),
-                      np.array(reach))
+    lines = _ThinLines(pixels, on_line, slope, factor, sw, int(np.diff(thin.astype(np.int8)).clip(0).sum()),
+                       np.array(reach))
+    if not roomy.all():     # a line's pixels spilling into a fringe left unmarked are its own too
+        sy, sx = np.nonzero(ndimage.binary_dilation(pixels, iterations=SUPPORT_PX) & mask & ~pixels)
+        held = _line_of(sy, sx, lines) >= 0
+        pixels[sy[held], sx[held]] = True
+    return lines
 
 
 def _line_of(y: np.ndarray, x: np.ndarray, lines: _ThinLines) -> np.ndarray:
@@ -533,7 +538,8 @@ def _past_the_ink(lines: _ThinLines, ink: np.ndarray, flat: bool = False) -> np.
     is no such ink and there are two lines or more (ruled paper alone); else nothing. On `flat`
     paper a line may instead reach the image's side at one end, where the digit lies near it."""
     iy, ix = np.nonzero(ink)
-    off_line = ~lines.on_line[_band(iy / lines.factor, ix / lines.factor, lines.slope, lines.width)]
+    on_line = lines.on_line[_band(iy / lines.factor, ix / lines.factor, lines.slope, lines.width)]
+    off_line = ~on_line & ~lines.pixels[iy, ix]
     rest = _largest_part(iy[off_line], ix[off_line], ink.shape)
     x = np.nonzero(lines.pixels)[1]
     margin = LINE_OVERHANG * ink.shape[1]
