@@ -478,11 +478,13 @@ def _thin_lines(mask: np.ndarray, stroke: float, flat: bool = False) -> _ThinLin
     sh, sw = small.shape
     coverage = _coverage(sy, sx, LINE_SLOPES, sh, sw)
     span = LINE_SPAN * sw if flat else np.inf      # in photos the best band alone decides
-    best = _best_slope(coverage, span)
+    widest = max(2, LINE_THIN * stroke / (LINE_BAND * factor))     # bands a thin line may fill
+    lines_first = flat and factor > 1
+    best = _best_slope(coverage, span, widest, lines_first)
     slope, covered = LINE_SLOPES[best], coverage[best]
     fine = slope + LINE_SLOPE_STEP * np.array([0.0, -0.5, 0.5])     # this slope first: it wins ties
     fine_coverage = np.vstack([covered, _coverage(sy, sx, fine[1:], sh, sw)])
-    best = _best_slope(fine_coverage, span)
+    best = _best_slope(fine_coverage, span, widest, lines_first)
     slope, covered = fine[best], fine_coverage[best]
     covered = covered >= LINE_SPAN * sw
     # a line is a run of covered bands (two where it straddles their boundary) no wider than a
@@ -490,13 +492,13 @@ def _thin_lines(mask: np.ndarray, stroke: float, flat: bool = False) -> _ThinLin
     # reduced copy, whose bands are `factor` times wider, only into a gap that leaves a band free
     # between two lines' fringes (dense squared paper would merge into one wide "line" over the
     # digit too)
-    starts, ends = (np.flatnonzero(np.diff(np.concatenate([[0], covered, [0]]).astype(np.int8)) == d) for d in (1, -1))
+    starts, ends = _run_bounds(covered)
     roomy = (starts[1:] - ends[:-1] >= 3) | (not flat or factor == 1)    # two fringes and a free band
     fringe_before, fringe_after = np.concatenate([[True], roomy]), np.concatenate([roomy, [True]])
     thin = np.zeros(covered.size + 2, bool)     # thin[band + 1]: room for the fringes
     reach = []
     for start, end, before, after in zip(starts, ends, fringe_before, fringe_after):
-        if (end - start) * LINE_BAND * factor <= max(2 * LINE_BAND * factor, LINE_THIN * stroke):
+        if end - start <= widest:
             thin[start + 1 - before:end + 1 + after] = True
             reach.append((start - 1, end))
     on_line = thin[1:-1]
@@ -523,13 +525,32 @@ def _line_of(y: np.ndarray, x: np.ndarray, lines: _ThinLines) -> np.ndarray:
     return np.where((lines.reach[line, 0] <= band) & (band <= lines.reach[line, 1]), line, -1)
 
 
-def _best_slope(coverage: np.ndarray, span: float) -> int:
+def _best_slope(coverage: np.ndarray, span: float, widest: float, lines_first: bool) -> int:
     """The index of the slope (a row of `_coverage`) whose best band reaches most columns; of
     equals, the one whose bands reaching `span` columns reach most together (ruling: every line
-    at once, where a slope off by a little may still hold one line in one band), then the first."""
+    at once, where a slope off by a little may still hold one line in one band), then the first.
+    With `lines_first` (flat paper searched in a reduced copy), of equals the one holding most
+    thin lines (runs of at most `widest` such bands) and then the one with fewest such bands come
+    first: a slope off by a little smears each line over more bands, which reach more columns
+    together, and beside a big digit's ink the line through it is smeared too wide for a line.
+    (In an image searched at its own size, the two bars of a small bold "2" hold two thin lines
+    at most slopes, and were taken for ruling.)"""
+    def rank(row):
+        held = row >= span
+        together = -row[held].sum()
+        if not lines_first:
+            return (together,)
+        starts, ends = _run_bounds(held)
+        return -np.count_nonzero(ends - starts <= widest), np.count_nonzero(held), together
+
     reach = coverage.max(axis=1)
-    top = np.flatnonzero(reach == reach.max())
-    return int(top[np.where(coverage[top] >= span, coverage[top], 0).sum(axis=1).argmax()])
+    return min(np.flatnonzero(reach == reach.max()), key=lambda index: rank(coverage[index]))
+
+
+def _run_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of True in the 1-D `mask` starts, and where it ends (one past its last)."""
+    steps = np.diff(np.concatenate([[0], mask, [0]]).astype(np.int8))
+    return np.flatnonzero(steps == 1), np.flatnonzero(steps == -1)
 
 
 def _past_the_ink(lines: _ThinLines, ink: np.ndarray, flat: bool = False) -> np.ndarray:
