@@ -6,7 +6,8 @@ one row per temperature, the weights' own (from metrics.json) first (docs/robust
         --strip docs/confident_wrong.png
 
 Each set is preprocessed once and answered at every temperature (`training.evaluate`); per
-digit set the calibration error and the wrong answers at >= 0.95 confidence, for the user
+digit set the calibration error and the wrong answers at >= 0.95 confidence (in brackets, how
+many of those answers a calibrated model would get wrong: the sum of 1 - confidence), for the user
 styles the worst single style's calibration error too, and the share of `not_digits` refused
 or answered below 0.5. `--strip` saves the MNIST test digits answered wrong at >= 0.95 at the
 weights' own temperature, most confident first, and prints their index, label and answer.
@@ -46,11 +47,12 @@ def main() -> None:
     if args.strip:
         save_confident_wrong(calibrated(logits, temperatures[0]), labels, root, args.strip)
 
-    print("| T | " + " | ".join(f"{n}: ECE, wrong >= 0.95" for n in DIGIT_SETS) + " | worst style ECE | "
+    print("| T | " + " | ".join(f"{n}: ECE, wrong >= 0.95 (if calibrated)" for n in DIGIT_SETS) + " | worst style ECE | "
           + " | ".join(f"{n} refused or < 0.5" for n in eval_sets.NOT_DIGITS) + " |")
     print("|---" * (len(DIGIT_SETS) + len(eval_sets.NOT_DIGITS) + 2) + "|")
     for t, sets in results.items():
-        cells = [f"{sets[n]['calibration_error']:.3f}, {sets[n]['wrong_above_0.95']}" for n in DIGIT_SETS]
+        cells = [f"{sets[n]['calibration_error']:.3f}, {sets[n]['wrong_above_0.95']} "
+                 f"({sets[n]['expected_wrong_above_0.95']:.0f})" for n in DIGIT_SETS]
         worst = max(sets[f"user_styles/{s}"]["calibration_error"] for s in USER_STYLES)
         not_digits = [f"{sets[n]['refused_or_below_0.5']:.1%}" for n in eval_sets.NOT_DIGITS]
         print(f"| {t} | " + " | ".join(cells + [f"{worst:.3f}", *not_digits]) + " |")

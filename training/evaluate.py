@@ -105,6 +105,8 @@ def digit_set_report(probabilities: torch.Tensor, refusals: list, labels: torch.
         "refusal_types": sorted({r for r in refusals if r}),
         "calibration_error": calibration_error(probabilities[answered], labels[answered]) if answered.any() else None,
         "wrong_above_0.95": int((wrong & (confidence >= CONFIDENT)).sum()),
+        # how many of those a calibrated model gets wrong: each answer is wrong 1 - confidence of the time
+        "expected_wrong_above_0.95": round((1 - confidence[confidence >= CONFIDENT]).sum().item(), 1),
     }
 
 
