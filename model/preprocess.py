@@ -476,13 +476,16 @@ def _thin_lines(mask: np.ndarray, stroke: float, flat: bool = False) -> _ThinLin
         small = small.reshape(small.shape[0] // factor, factor, -1, factor).any(axis=(1, 3))
     sy, sx = np.nonzero(small)
     sh, sw = small.shape
-    coverage = _coverage(sy, sx, LINE_SLOPES, sh, sw)
+    lines_first = flat and factor > 1
+    # searched in half degrees there: the bands are wide, and a line tilted between two whole
+    # degrees can lie half in one band, half in the next at both
+    slopes, step = (PATH_SLOPES, LINE_SLOPE_STEP / 2) if lines_first else (LINE_SLOPES, LINE_SLOPE_STEP)
+    coverage = _coverage(sy, sx, slopes, sh, sw)
     span = LINE_SPAN * sw if flat else np.inf      # in photos the best band alone decides
     widest = max(2, LINE_THIN * stroke / (LINE_BAND * factor))     # bands a thin line may fill
-    lines_first = flat and factor > 1
     best = _best_slope(coverage, span, widest, lines_first)
-    slope, covered = LINE_SLOPES[best], coverage[best]
-    fine = slope + LINE_SLOPE_STEP * np.array([0.0, -0.5, 0.5])     # this slope first: it wins ties
+    slope, covered = slopes[best], coverage[best]
+    fine = slope + step * np.array([0.0, -0.5, 0.5])     # this slope first: it wins ties
     fine_coverage = np.vstack([covered, _coverage(sy, sx, fine[1:], sh, sw)])
     best = _best_slope(fine_coverage, span, widest, lines_first)
     slope, covered = fine[best], fine_coverage[best]

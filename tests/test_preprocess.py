@@ -254,6 +254,11 @@ def test_lines_are_searched_at_the_slope_that_holds_them_sharpest(test_set, inde
     # a guard, answered by a version that left fringes unmarked between dense lines (above)
     # without taking the end of a line drifting into one out with the lines
     dict(lines=6, width=1, size=(194, 123), first=20, step=20, grey=186, tilt=7),
+    # 1-px lines tilted between two whole degrees: one line lay half in one band, half in the next
+    dict(lines=7, columns=5, width=1, size=(244, 318), first=34, step=45, column_first=36, column_step=48,
+         grey=155, tilt=3),
+    dict(lines=7, columns=3, width=1, size=(233, 221), first=17, step=31, column_first=40, column_step=77,
+         grey=218, tilt=7),
 ])
 def test_a_flat_template_with_ruled_lines_alone_is_refused(template):
     """Grey lines alone are paper: every line is found and taken out, whatever its width, tilt
