@@ -496,7 +496,7 @@ def _thin_lines(mask: np.ndarray, stroke: float, flat: bool = False) -> _ThinLin
     # between two lines' fringes (dense squared paper would merge into one wide "line" over the
     # digit too)
     starts, ends = _run_bounds(covered)
-    roomy = (starts[1:] - ends[:-1] >= 3) | (not flat or factor == 1)    # two fringes and a free band
+    roomy = (starts[1:] - ends[:-1] >= 3) | (not lines_first)    # two fringes and a free band
     fringe_before, fringe_after = np.concatenate([[True], roomy]), np.concatenate([roomy, [True]])
     thin = np.zeros(covered.size + 2, bool)     # thin[band + 1]: room for the fringes
     reach = []
