@@ -56,7 +56,7 @@ stop: setup                                   ## stop the server `make serve` st
 monitor: setup                                ## Prometheus beside `make serve`'s server: prints its URL and a live query
 	python -m scripts.monitor
 
-test: archive                                 ## unit and integration tests (a real TorchServe)
+test: archive kserve-runtime                  ## unit and integration tests (a real TorchServe; the KServe pod also on the runtime image's Python)
 	python -m pytest -q tests
 
 bench: archive                                ## load test, see docs/performance.md
