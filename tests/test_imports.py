@@ -1,10 +1,18 @@
 """The project's own imports form no cycle, function-local imports included (a cycle hidden in a
-function still ties two modules together). Static: every .py file is parsed, none is imported."""
+function still ties two modules together), and each layer imports only the layers below it
+(docs/architecture.md). Static: every .py file is parsed, none is imported."""
 import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("configuration", "model", "handler", "training", "harness", "scripts", "tests", "container", "deploy")
+# What each top-level folder may import besides itself: docs/architecture.md's layers.
+MAY_IMPORT = {
+    "configuration": set(), "container": set(), "model": set(), "handler": {"model"},
+    "training": {"configuration", "model"}, "harness": {"configuration", "model", "training"},
+    "scripts": {"configuration", "model", "handler", "training", "harness"},
+    "tests": {"configuration", "model", "handler", "training", "harness"}, "deploy": {"configuration"},
+}
 
 
 def module_name(path: Path) -> str:
@@ -56,6 +64,12 @@ def test_no_import_cycles():
     graph = import_graph()
     assert "training.evaluate" in graph["training.calibrate"]   # the walk sees the project's imports
     assert cycles(graph) == []
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    upward = {(module, target) for module, targets in import_graph().items() for target in targets
+              if target.split(".")[0] not in MAY_IMPORT[module.split(".")[0]] | {module.split(".")[0]}}
+    assert upward == set()
 
 
 def test_a_cycle_is_found():
