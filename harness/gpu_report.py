@@ -13,7 +13,6 @@ def as_json(value, **options) -> str:
     return json.dumps(value, default=lambda o: o.item() if isinstance(o, np.generic) else str(o), **options)
 
 
-
 def verdicts(report: dict) -> list[tuple[str, str, str]]:
     """(check, PASS / FAIL / SKIPPED, detail) for every check."""
     rows = [("the check ran to its end", "FAIL", report["error"].strip().splitlines()[-1])] if "error" in report else []

@@ -102,7 +102,6 @@ def environment(bundle: Path) -> dict:
     }
 
 
-
 def run(args, tmp: Path, report: dict) -> None:
     """Fill `report` part by part: a part that fails is recorded as such and the others still run;
     the report is written after each, so that even a command killed at its time limit leaves one."""

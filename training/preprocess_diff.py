@@ -69,7 +69,6 @@ def random_template(rng: np.random.Generator) -> Image.Image:
                       range(offset + column_step // 2, w, column_step) if columns else (), width, grey, tilt)
 
 
-
 def random_templates(versions, digits, labels, count: int, seed: int, weights: str, max_pixels: int) -> None:
     """Print how many of `count` random templates each version refuses empty, and how many
     digits drawn on them `weights` reads right."""
