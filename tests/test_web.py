@@ -201,6 +201,17 @@ def assert_heat_map(page, answer: dict) -> None:
     assert white[ink == 0].all() == ("versus" not in answer)
 
 
+def test_a_picked_bar_brings_its_map_into_view_on_a_short_screen(open_page, proxy, server, test_set):
+    """On a screen too short for the bars and the map together, picking a bar scrolls its map
+    into view (clicking scrolls the bar to mid-screen; the map below it reaches past the edge)."""
+    page = open_page(proxy.url, server.key(), {"width": 1100, "height": 440})
+    draw(page, first_of_each_class(test_set)[7])
+    assert answer_shown(page) == "7"
+    page.click("#bars .bar[data-digit='9']")
+    expect(page.locator("#why-title")).to_contain_text("Why 7 and not 9")
+    expect(page.locator("#heatmap")).to_be_in_viewport(ratio=0.99)   # to the subpixel
+
+
 def test_image_files_are_read_from_the_picker_drag_and_drop_and_paste(open_page, proxy, server, test_set):
     page = open_page(proxy.url, server.key())
     digits = first_of_each_class(test_set)
