@@ -128,6 +128,7 @@ def message_shown(page) -> str:
 def test_drawn_mnist_digits_are_read(open_page, proxy, server, test_set, screenshot):
     page = open_page(proxy.url, server.key())
     expect(page.locator("#idle")).to_be_visible()
+    expect(page.locator("#pad-hint")).to_have_text("Draw one digit here, or drop an image")
     screenshot(page, "empty")
     read = {}
     for digit, image in first_of_each_class(test_set).items():
@@ -282,6 +283,7 @@ def test_on_a_phone_the_answer_and_its_map_are_on_screen(open_page, proxy, serve
     page.on("response", lambda r: r.url.endswith("/explanations/mnist") and r.ok and answers.append(r.json()))
     help_text = page.inner_text("#help")
     assert "finger" in help_text and "Ctrl" not in help_text and "keyboard" not in help_text
+    assert page.inner_text("#pad-hint") == "Draw one digit here"
     draw(page, first_of_each_class(test_set)[3], touch=page.context.new_cdp_session(page))
     assert answer_shown(page) == "3"
     assert_in_view(page, "#digit", "#confidence", "#bars .bar", "#heatmap")
