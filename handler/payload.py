@@ -31,7 +31,7 @@ class Request:
     image: bytes | Image.Image | None
     model_input: torch.Tensor | None
     target: int | None
-    versus: int | None = None
+    versus: int | None
 
 
 def parse(row, explain: bool, content_types: dict | None = None) -> Request:
