@@ -7,7 +7,7 @@ export PYTHONPATH := $(CURDIR)
 WEIGHTS := artifacts/lenet5_mnist.pt
 METRICS := artifacts/metrics.json
 MAR := model_store/mnist.mar
-SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh
+SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh training/digit_means.py
 
 .PHONY: help setup data train evaluate preprocess-diff explain archive serve stop smoke test bench image soak fuzz bench-sweep monitor
 
