@@ -7,7 +7,8 @@ export PYTHONPATH := $(CURDIR)
 WEIGHTS := artifacts/lenet5_mnist.pt
 METRICS := artifacts/metrics.json
 MAR := model_store/mnist.mar
-SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh training/digit_means.py
+SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml config/archive-requirements.txt \
+           scripts/archive.sh training/digit_means.py
 
 .PHONY: help setup data train evaluate preprocess-diff explain archive serve stop smoke test bench image soak fuzz bench-sweep monitor
 
@@ -58,7 +59,7 @@ stop: setup                                   ## stop the server `make serve` st
 monitor: setup                                ## Prometheus beside `make serve`'s server: prints its URL and a live query
 	python -m scripts.monitor
 
-test: archive                                 ## unit and integration tests (a real TorchServe)
+test: archive kserve-runtime                  ## unit and integration tests (a real TorchServe; the KServe pod also on the runtime image's Python)
 	python -m pytest -q tests
 
 bench: archive                                ## load test, see docs/performance.md
@@ -96,3 +97,9 @@ demo-link: setup                              ## a fresh link for the running de
 
 # KServe (deploy/kserve/): `make setup` also builds .venv-kserve from these pins.
 .venv/.installed: deploy/kserve/requirements.txt
+
+.PHONY: kserve-runtime
+kserve-runtime: .venv-kserve-runtime/.installed  ## .venv-kserve-runtime: Python 3.9 and the KServe runtime image's packages (docs/kserve.md)
+.venv-kserve-runtime/.installed: deploy/kserve/runtime-requirements.txt config/archive-requirements.txt scripts/kserve_runtime.sh
+	scripts/kserve_runtime.sh
+	touch $@

@@ -16,6 +16,8 @@ Two questions, one pass:
   paper where that average has ink scores too: where the other digit would have a stroke that
   the drawing lacks. From a blank page, paper would score zero and a missing stroke could not show.
 """
+from __future__ import annotations
+
 import torch
 
 from model.preprocess import MNIST_SIZE, to_model_input

@@ -5,6 +5,8 @@ or a KServe instance or input (an image, a 28x28 digit or a 32x32 model input as
 turns each into one `Request`: the image to prepare, or the model input sent as such, and the
 digit an explanation is asked for, and the one it is contrasted with.
 """
+from __future__ import annotations
+
 import base64
 import binascii
 import json
