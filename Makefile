@@ -9,7 +9,7 @@ METRICS := artifacts/metrics.json
 MAR := model_store/mnist.mar
 SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh
 
-.PHONY: help setup data train evaluate explain archive serve stop smoke test bench image soak fuzz bench-sweep monitor
+.PHONY: help setup data train evaluate explain archive serve stop smoke test bench image soak hostile fuzz bench-sweep monitor
 
 help:                                         ## this list: every target and what it does (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
@@ -66,6 +66,9 @@ bench-sweep: archive                          ## the shipped settings beside tun
 
 soak: archive                                 ## SOAK_SECONDS (600) of mixed load at SOAK_CONCURRENCY (32), then kill -9 a worker
 	python -m scripts.soak
+
+hostile: archive                              ## 8 hostile clients beside 8 good ones for HOSTILE_SECONDS (60), through nginx and direct
+	python -m scripts.hostile
 
 fuzz: archive                                 ## the fuzz properties with FUZZ_EXAMPLES (5000) inputs each, counted
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
