@@ -88,7 +88,7 @@ gpu-check: $(GPU_BUNDLE)                      ## the GPU check (here, without a 
 
 # The draw-a-digit page (web/) behind nginx (deploy/nginx/).
 .PHONY: demo demo-link
-demo: archive                                 ## TorchServe + nginx + the page; prints http://127.0.0.1:8000/#key=...
+demo: archive                                 ## nginx + the page before the running TorchServe (started if none answers); prints http://127.0.0.1:8000/#key=...
 	scripts/demo.sh
 
 demo-link: setup                              ## a fresh link for the running demo (renews the inference key)

@@ -16,6 +16,7 @@ import argparse
 import re
 import struct
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -101,14 +102,19 @@ def main() -> None:
                 line(f"{fields:>7,} fields: through nginx", timed(lambda: send(f"{proxy.url}/predictions/mnist"), repeat),
                      str(sorted(statuses)))
             image = largest_image()
-            one = lambda: server.predict(image).raise_for_status()  # noqa: E731
-            line(f"largest legal image ({len(image) / 2**10:.0f} KiB RGBA PNG), alone", timed(one, repeat))
-            with ThreadPoolExecutor(BATCH) as pool:
-                line(f"largest legal image x{BATCH} at once", timed(lambda: list(pool.map(lambda _: one(), range(BATCH))),
-                                                                  repeat))
-                explain = lambda: server.predict(digit, endpoint="explanations").status_code  # noqa: E731
-                line(f"explanation x{BATCH} at once (statuses vary: 429 past the per-batch cap)",
-                     timed(lambda: list(pool.map(lambda _: explain(), range(BATCH))), repeat))
+            statuses = Counter()
+
+            def send(endpoint: str, body: bytes) -> None:
+                statuses[server.predict(body, endpoint=endpoint).status_code] += 1
+            line(f"largest legal image ({len(image) / 2**10:.0f} KiB RGBA PNG), alone",
+                 timed(lambda: send("predictions", image), repeat))
+            for name, endpoint, body in [("largest legal image", "predictions", image),
+                                         ("explanation", "explanations", digit)]:
+                statuses.clear()
+                with ThreadPoolExecutor(BATCH) as pool:
+                    line(f"{name} x{BATCH} at once", timed(lambda: list(pool.map(lambda _: send(endpoint, body),
+                                                                                   range(BATCH))), repeat),
+                         f"statuses {dict(statuses)} (429: past the batch's pixel or explanation budget)")
             line("one digit", timed(lambda: server.predict(digit).raise_for_status(), repeat))
         finally:
             stop_proxy(proxy)
