@@ -78,7 +78,7 @@ class Record:
     """What the clients saw: each good request's status and latency, the hostile ones' statuses."""
 
     good: list = field(default_factory=list)        # (status, right answer, seconds, sent at)
-    hostile: Counter = field(default_factory=Counter)   # "kind status" -> count
+    hostile: Counter = field(default_factory=Counter)   # "kind status type" -> count
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_hostile(self, kind: str, status) -> None:
@@ -116,7 +116,8 @@ def flooding_client(kind: str, path: str, body: bytes, content_type: str):
         connection = target.connect(source)
         while time.monotonic() < deadline:
             try:
-                status, _ = post(connection, path, body, content_type, target.key)
+                status, answer = post(connection, path, body, content_type, target.key)
+                status = f"{status} {answer_of(status, answer)}".strip()
             except (OSError, http.client.HTTPException) as error:
                 status = error.__class__.__name__
                 connection.close()
