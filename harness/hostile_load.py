@@ -155,15 +155,15 @@ def silent(target: Target, source: str, deadline: float, record: Record):
             open_.append(s)
         for s in list(open_):
             try:
-                if s.recv(1024) == b"":
-                    raise ConnectionResetError
-            except BlockingIOError:
+                closed = s.recv(1024) == b""
+            except BlockingIOError:   # nothing to read: still open
                 continue
             except OSError:
-                pass
-            s.close()
-            open_.remove(s)
-            record.add_hostile("silent", "closed by server")
+                closed = True
+            if closed:
+                s.close()
+                open_.remove(s)
+                record.add_hostile("silent", "closed by server")
         time.sleep(0.2)
     for s in open_:
         s.close()
@@ -181,6 +181,7 @@ def hostile_clients(digit: bytes, image_pixels: int) -> dict:
 
 
 def hostile_process(client, target: Target, source: str, deadline: float, results) -> None:
+    """One hostile client in a process of its own; what it saw goes back through `results`."""
     record = Record()
     client(target, source, deadline, record)
     results.put(dict(record.hostile))
@@ -211,23 +212,23 @@ def run(server: Server, target: Target, digit: bytes, expected: str, seconds: fl
     """GOOD_CLIENTS good clients beside one hostile client per HOSTILE_KINDS entry for
     `seconds`, then `settle_s` of quiet; the report `failed` judges. The largest_image clients
     send `image_pixels` (by default the most the handler takes)."""
-    clients = hostile_clients(digit, image_pixels)
+    hostile = hostile_clients(digit, image_pixels)
     warm_up(target, digit)
     pids = sorted(p.pid for p in server.processes()[1])
     deaths = len(worker_deaths(server))
     memory_before = frontend_mb(server)
     record, deadline = Record(), time.monotonic() + seconds
-    threads = [threading.Thread(target=good_client, args=(target, address(i), digit, expected, deadline, record))
+    clients = [threading.Thread(target=good_client, args=(target, address(i), digit, expected, deadline, record))
                for i in range(GOOD_CLIENTS)]
     forked = multiprocessing.get_context("fork")
     results = forked.Queue()
-    threads += [forked.Process(target=hostile_process,
-                               args=(clients[kind], target, address(GOOD_CLIENTS + i), deadline, results))
+    clients += [forked.Process(target=hostile_process,
+                               args=(hostile[kind], target, address(GOOD_CLIENTS + i), deadline, results))
                 for i, kind in enumerate(HOSTILE_KINDS)]
     peak = memory_before
-    for thread in threads:
-        thread.start()
-    while any(thread.is_alive() for thread in threads):
+    for client in clients:
+        client.start()
+    while any(client.is_alive() for client in clients):
         peak = max(peak, frontend_mb(server))
         time.sleep(1)
     for _ in HOSTILE_KINDS:

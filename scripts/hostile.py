@@ -51,7 +51,7 @@ def main() -> int:
         print(f"[hostile] {name}: {SECONDS:.0f} s of load, then {SETTLE_SECONDS:.0f} s of quiet", flush=True)
         reports[name] = run_report = setup(digit, expected)
         run_report["missed"] = failed(run_report)
-        print(json.dumps({key: value for key, value in run_report.items()}, indent=1, default=str), flush=True)
+        print(json.dumps(run_report, default=str), flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "report.json").write_text(json.dumps(reports, indent=1, default=str) + "\n")
     for name, run_report in reports.items():
