@@ -1,6 +1,6 @@
 """What one costly request costs, alone on a server started as `make serve` starts it, and where.
 
-    PYTHONPATH=. python experiments/request_cost.py [--repeat 3]
+    python -m scripts.request_cost [--repeat 3]
 
 Many-part bodies: about 7 MiB of multipart/form-data in 1,000 to 100,000 fields, sent with a
 valid key to the model (the whole path), to a model that does not exist (the frontend decodes
