@@ -7,13 +7,13 @@ export PYTHONPATH := $(CURDIR)
 WEIGHTS := artifacts/lenet5_mnist.pt
 METRICS := artifacts/metrics.json
 MAR := model_store/mnist.mar
-SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh
+SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh training/digit_means.py
 
-.PHONY: help setup data train evaluate explain archive serve stop smoke test bench image soak hostile fuzz bench-sweep monitor
+.PHONY: help setup data train evaluate preprocess-diff explain archive serve stop smoke test bench image soak hostile fuzz bench-sweep monitor
 
 help:                                         ## this list: every target and what it does (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
-	  while IFS=$$'\t' read -r target note; do printf '  make %-12s %s\n' "$$target" "$$note"; done
+	  while IFS=$$'\t' read -r target note; do printf '  make %-16s %s\n' "$$target" "$$note"; done
 
 setup: .venv/.installed                       ## .venv and .venv-kserve with the pinned requirements; Java 17, nginx, Chromium, Prometheus from apt when missing
 .venv/.installed: requirements.txt requirements-bench.txt scripts/setup.sh
@@ -31,6 +31,9 @@ $(WEIGHTS) $(METRICS) &: | setup             ## train only when no weights exist
 
 evaluate: $(WEIGHTS)                          ## test accuracy of the weights, serving preprocessing
 	python -m training.evaluate $(WEIGHTS)
+
+preprocess-diff: data $(WEIGHTS)              ## model/preprocess.py against BASE (main), image by image on every set and on PAGES (300) templates
+	python -m training.preprocess_diff $(or $(BASE),main) --count $(or $(COUNT),300) --random $(or $(PAGES),300)
 
 explain: data $(WEIGHTS)                      ## heat maps of a right and a wrong test digit in artifacts/explanations/
 	python -m scripts.explain

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pack model_store/mnist.mar: the LeNet-5 file, its state_dict and training metrics, the
+# Pack model_store/mnist.mar: the LeNet-5 file, its state_dict, training metrics and MNIST's digit means, the
 # handler, the shared preprocessing package and config/model-config.yaml. Self-contained: it needs nothing from
 # this repository at serving time.
 set -euo pipefail
@@ -16,6 +16,7 @@ mkdir "$stage/model" "$stage/handler"
 cp model/*.py "$stage/model/"       # the packages the handler imports, without caches
 cp handler/*.py "$stage/handler/"
 cp "$metrics" "$stage/"
+python -m training.digit_means "$stage/digit_means.npy"   # the baselines of "why not" explanations
 
 export_path=${EXPORT_PATH:-model_store}   # the benchmark packs variants elsewhere
 mkdir -p "$export_path"
