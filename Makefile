@@ -10,7 +10,7 @@ MAR := model_store/mnist.mar
 SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml config/archive-requirements.txt \
            scripts/archive.sh training/digit_means.py
 
-.PHONY: help setup data train evaluate preprocess-diff explain archive serve stop smoke test bench image soak fuzz bench-sweep monitor
+.PHONY: help setup data train evaluate preprocess-diff explain archive serve stop smoke test bench image soak hostile fuzz bench-sweep monitor
 
 help:                                         ## this list: every target and what it does (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
@@ -71,6 +71,9 @@ bench-sweep: archive                          ## the shipped settings beside tun
 soak: archive                                 ## SOAK_SECONDS (600) of mixed load at SOAK_CONCURRENCY (32), then kill -9 a worker
 	python -m scripts.soak
 
+hostile: archive                              ## 8 hostile clients beside 8 good ones for HOSTILE_SECONDS (60), through nginx and direct
+	python -m scripts.hostile
+
 fuzz: archive                                 ## the fuzz properties with FUZZ_EXAMPLES (5000) inputs each, counted
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
@@ -89,7 +92,7 @@ gpu-check: $(GPU_BUNDLE)                      ## the GPU check (here, without a 
 
 # The draw-a-digit page (web/) behind nginx (deploy/nginx/).
 .PHONY: demo demo-link
-demo: archive                                 ## TorchServe + nginx + the page; prints http://127.0.0.1:8000/#key=...
+demo: archive                                 ## nginx + the page before the running TorchServe (started if none answers); prints http://127.0.0.1:8000/#key=...
 	scripts/demo.sh
 
 demo-link: setup                              ## a fresh link for the running demo (renews the inference key)

@@ -27,9 +27,9 @@ from ts.utils.util import PredictionException
 from handler.explain import DIGIT_MEANS, Explainer
 from handler.metric_lines import batched_metric_lines
 from handler.payload import Batch, parse
-from model.errors import InternalError, RequestError, TooManyExplanations
+from model.errors import InternalError, RequestError, TooManyExplanations, TooManyPixels
 from model.inference import TRAINING_RECORD, answer, probabilities
-from model.preprocess import INPUT_SIZE, prepare, to_model_input
+from model.preprocess import INPUT_SIZE, load_image, open_image, prepare, to_model_input
 
 logger = logging.getLogger(__name__)
 M_MMAP_THRESHOLD = -3   # glibc's mallopt parameter
@@ -65,6 +65,8 @@ class DigitHandler(BaseHandler):
         settings = context.model_yaml_config.get("handler", {})
         self.max_pixels = int(settings["max_pixels"])
         self.explain_max_per_batch = int(settings["explain_max_per_batch"])
+        self.max_pixels_per_batch = int(settings["max_pixels_per_batch"])
+        self.pixel_share = self.max_pixels_per_batch // int(context.model_yaml_config.get("batchSize", 1))
         return_large_buffers_to_the_os(int(settings["malloc_mmap_threshold"]))
         if "torch_threads" in settings:
             torch.set_num_threads(int(settings["torch_threads"]))
@@ -120,7 +122,7 @@ class DigitHandler(BaseHandler):
                 content_types = {name: value.get("content-type") for name, value in headers.items()
                                  if isinstance(value, dict)}   # TorchServe's per-field headers
                 request = parse(row, headers.get("explain") == "True", content_types)
-                digit = None if request.image is None else torch.from_numpy(prepare(request.image, self.max_pixels))
+                digit = None if request.image is None else torch.from_numpy(self._prepare(request.image, batch))
                 if headers.get("explain") == "True":
                     if len(batch.explain) == self.explain_max_per_batch:
                         raise TooManyExplanations(f"this batch already holds {self.explain_max_per_batch} "
@@ -145,6 +147,21 @@ class DigitHandler(BaseHandler):
             batch.inputs = self._stack(digits, sent).to(self.device)
         self._count("DigitPreprocessMs", (time.perf_counter() - started) * 1000)
         return batch
+
+    def _prepare(self, image, batch: Batch):
+        """The digit of an image, decoded only within its batch's pixel budget: whatever a batch
+        holds, it decodes at most max_pixels_per_batch pixels beyond each request's share of it
+        (an image within its share, or the batch's first, is always decoded), so no batch of
+        legal images outlasts responseTimeout (docs/reliability.md)."""
+        if isinstance(image, bytes):
+            image = open_image(image, self.max_pixels)
+            pixels = image.width * image.height
+            if batch.pixels and pixels > self.pixel_share and batch.pixels + pixels > self.max_pixels_per_batch:
+                raise TooManyPixels(f"this batch already decodes {batch.pixels} pixels, the server's limit is "
+                                    f"{self.max_pixels_per_batch}: retry in a moment")
+            batch.pixels += pixels
+            image = load_image(image)
+        return prepare(image)
 
     @staticmethod
     def _stack(digits: dict, sent: dict) -> torch.Tensor:
@@ -192,7 +209,7 @@ class DigitHandler(BaseHandler):
                 self._count("DigitPredictions", n, str(d))
         for idx, error in batch.rejected.items():
             request = batch.request(idx)
-            if isinstance(error, TooManyExplanations):
+            if isinstance(error, (TooManyExplanations, TooManyPixels)):
                 self.context.set_response_header(request, "Retry-After", str(error.retry_after_s))
             responses[idx] = self._reply(request, error.status,
                                          {"code": error.status, "type": error.reason, "message": str(error)})

@@ -60,6 +60,7 @@ class Batch:
     explain: dict = field(default_factory=dict)        # row index asking why -> its Request
     explanations: dict = field(default_factory=dict)   # row index -> what its answer adds: target, attributions
     requests: int = 0                                  # TorchServe requests the rows came in
+    pixels: int = 0                                    # pixels of the images decoded so far
 
     def request(self, idx: int) -> int:
         """The TorchServe request that row idx belongs to. TorchServe's KServe envelopes pass on the

@@ -44,6 +44,15 @@ class TooManyExplanations(RequestError):
     retry_after_s = 1     # a batch takes milliseconds: by then the next one has room
 
 
+class TooManyPixels(RequestError):
+    """Its batch has already decoded `handler.max_pixels_per_batch` pixels: retry, so no batch
+    outlasts responseTimeout. An image within its share of a batch is never refused so."""
+
+    reason = "too_many_pixels"
+    status = 429
+    retry_after_s = 1
+
+
 class InternalError(RequestError):
     """Not the client's fault: an unexpected failure on one image, logged with its traceback."""
 

@@ -70,6 +70,12 @@ NO_DIGIT = ("no digit found: the image is blank, has too little contrast or hold
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """Decode bytes in any format Pillow reads, refusing oversized images before decoding."""
+    return load_image(open_image(data, max_pixels))
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """An image's header, read and checked, nothing decoded yet: refused over `max_pixels`; a JPEG
+    set to decode at reduced scale, so that its size is the number of pixels decoding will cost."""
     if not data:
         raise NotAnImage("the request body is empty: send the image file as the body")
     try:
@@ -88,6 +94,11 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise NotAnImage("the image has no pixels")
     if img.format == "JPEG":  # decode at reduced scale: much faster for photos
         img.draft(img.mode, (WORK_SIZE, WORK_SIZE))
+    return img
+
+
+def load_image(img: Image.Image) -> Image.Image:
+    """Decode an image `open_image` opened, upright."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

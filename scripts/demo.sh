@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: TorchServe started as `make serve` starts it, nginx in front of it serving the
-# draw-a-digit page (deploy/nginx/), one real prediction through nginx, then the page's link.
+# `make demo`: nginx in front of TorchServe serving the draw-a-digit page (deploy/nginx/), one
+# real prediction through nginx, then the page's link. A TorchServe that already runs here and
+# answers (`make serve`'s) is reused as it is: same key, nothing restarted, so requests in flight
+# and links already handed out keep working; one is started as `make serve` starts it only when
+# none answers.
 # The link carries the inference key in its fragment, which browsers never send to a server;
 # the page keeps it for its tab only. `scripts/demo.sh link` renews the key (TorchServe's keys
 # expire) and prints a fresh link. DEMO_LISTEN moves nginx off 127.0.0.1:8000.
@@ -13,7 +16,11 @@ if [ "${1:-}" = link ]; then
     "${MANAGEMENT_URL:-http://127.0.0.1:8081}/token?type=inference" >/dev/null ||
     { echo "[demo] TorchServe did not renew the key: is it running? ('make demo' starts it)" >&2; exit 1; }
 else
-  scripts/start.sh
+  if python3 container/healthcheck.py --all-workers >/dev/null 2>&1; then
+    echo "[demo] TorchServe is already running and answering: reusing it (same key, nothing restarted)"
+  else
+    scripts/start.sh
+  fi
   python deploy/nginx/proxy.py start --listen "$listen"
   SMOKE_URL="http://$listen" scripts/smoke.sh
 fi

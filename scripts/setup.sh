@@ -6,12 +6,13 @@ cd "$(dirname "$0")/.."
 java_major() { java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]; exit}'; }
 
 # System packages from Debian: Java 17 (TorchServe's frontend); nginx in front of TorchServe
-# (`make demo`) and Chromium for the page's browser tests (tests/test_web.py); Prometheus and
+# (`make demo`), with njs for its check of form bodies (deploy/nginx/guard.js), and Chromium for the page's browser tests (tests/test_web.py); Prometheus and
 # promtool (deploy/prometheus/: `make monitor`, and `make test` checks the rules and scrapes a
 # real server with it).
 packages=()
 if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then packages+=(openjdk-17-jre-headless); fi
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
+[ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || packages+=(libnginx-mod-http-js)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 lean=()   # installed without their recommendations (Prometheus recommends its node exporter)
 { command -v prometheus && command -v promtool; } >/dev/null || lean+=(prometheus)

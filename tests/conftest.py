@@ -17,7 +17,7 @@ from harness.server import ARCHIVE, REPO, WEIGHTS, Server, free_ports, serving
 from harness.worker import Worker
 from model.inference import load_model, probabilities, served_temperature
 from model.preprocess import prepare, to_model_input
-from tests.proxy import Proxy, start_proxy, stop_proxy
+from harness.nginx import Proxy, start_proxy, stop_proxy
 from training.data import ensure_mnist, load_raw
 from training.user_styles import mnist_png
 

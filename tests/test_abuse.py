@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from harness import load as driver
+from harness.hostile_load import largest_image
 from harness.server import serving
 from harness.worker import Request
 from training.user_styles import mnist_png
@@ -87,3 +88,18 @@ def test_rejected_requests_leave_no_garbage_cycles(worker):
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_a_batch_decodes_at_most_its_pixel_budget(worker, test_set):
+    """A batch of the largest legal images and digits: the first large image is decoded, the
+    large ones past max_pixels_per_batch are refused 429 too_many_pixels before decoding, and
+    every digit (within its share of the budget) is answered whatever came before it."""
+    settings = worker.handler
+    large = largest_image()
+    assert settings.max_pixels_per_batch < 2 * settings.max_pixels   # two largest images overrun it
+    digits = [mnist_png(image) for image in test_set[0][:4]]
+    batch = [[("body", "image/png", large)]] * 3 + [[("body", "image/png", digit)] for digit in digits]
+    answers = worker.predict(batch)
+    assert [a.status for a in answers] == [200, 429, 429, 200, 200, 200, 200]
+    assert answers[1].json()["type"] == "too_many_pixels"
+    assert [a.json()["digit"] for a in answers[3:]] == [int(label) for label in test_set[1][:4]]

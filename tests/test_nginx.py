@@ -1,7 +1,9 @@
 """nginx in front of a real TorchServe (deploy/nginx/): the page and the API on one origin, the
-body limit equal to TorchServe's, the per-client rate limit, the security headers, gzip, and
-nothing of TorchServe reachable but predictions, explanations and /ping."""
+body limit equal to TorchServe's, forms of too many fields refused (guard.js), the per-client
+rate and connection limits, the security headers, gzip, and nothing of TorchServe reachable but
+predictions, explanations and /ping. The hostile-load test is tests/test_hostile_load.py."""
 import gzip
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +14,9 @@ import requests
 
 from configuration import server_properties
 from harness.server import REPO, free_ports
-from tests.proxy import PROXY, start_proxy, stop_proxy
+from harness.hostile_load import many_parts_body
+from harness.load import frontend_counters
+from harness.nginx import PROXY, start_proxy, stop_proxy
 from training.user_styles import mnist_png
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -21,8 +25,9 @@ PAGE_FILES = sorted(path.name for path in (REPO / "web").iterdir())
 MEDIA_TYPES = {"html": "text/html", "css": "text/css", "js": "text/javascript", "svg": "image/svg+xml"}
 
 
-def call(proxy, method: str, path: str, key: str | None = None, **kwargs) -> requests.Response:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+def call(proxy, method: str, path: str, key: str | None = None, headers: dict | None = None,
+         **kwargs) -> requests.Response:
+    headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
     return requests.request(method, proxy.url + path, headers=headers, timeout=30, **kwargs)
 
 
@@ -152,3 +157,64 @@ def test_no_config_without_a_body_limit(tmp_path):
     rendered = subprocess.run([sys.executable, str(PROXY), "render", "--ts-config", str(config)],
                               capture_output=True, text=True)
     assert rendered.returncode != 0 and "sets no max_request_size" in rendered.stderr
+
+
+def test_a_form_of_too_many_fields_never_reaches_torchserve(proxy, server, test_set):
+    """guard.js: a form of more fields than the API takes, multipart or urlencoded, and a request
+    with two content types are refused by nginx with a JSON 400, and TorchServe's request counters
+    do not move; the page's form (the image and a target) and a form within the limit pass."""
+    limit = int(proxy.setting(r"set \$max_form_fields (\d+);"))
+    before = frontend_counters(server)
+    refused = [call(proxy, "POST", "/predictions/mnist", server.key(), data=body, headers={"Content-Type": kind})
+               for body, kind in [many_parts_body(limit + 1), many_parts_body(), (b"a=1" + b"&a=1" * limit,
+                                                                                  "application/x-www-form-urlencoded")]]
+    for answer in refused:
+        assert answer.status_code == 400 and answer.json()["type"] == "too_many_form_fields"
+        assert f"at most {limit} fields" in answer.json()["message"]
+        assert answer.headers["Content-Security-Policy"] == CSP
+    two_types = raw_request(proxy, b"POST /predictions/mnist HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                            b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1\r\n"
+                            b"Authorization: Bearer " + server.key().encode() + b"\r\n\r\nx")
+    assert b" 400 " in two_types.split(b"\r\n")[0] and b'"type":"invalid_request"' in two_types
+    moved = frontend_counters(server) - before   # (its own /metrics call counts as a 2XX)
+    assert moved["Requests4XX"] == moved["Requests5XX"] == 0
+    page_form = call(proxy, "POST", "/explanations/mnist", server.key(),
+                     files={"data": ("digit.png", mnist_png(test_set[0][0]))}, data={"target": "3"})
+    assert (page_form.status_code, page_form.json()["target"]) == (200, 3)
+    within, within_type = many_parts_body(limit)   # same-named fields, folded into one "x" by TorchServe
+    assert call(proxy, "POST", "/predictions/mnist", server.key(), data=within,
+                headers={"Content-Type": within_type}).json()["type"] == "not_an_image"   # the handler's answer
+
+
+def raw_request(proxy, request: bytes) -> bytes:
+    """`request` sent as is over one connection, and what came back until nginx closed it."""
+    host, port = proxy.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: connection.recv(65536), b""))
+
+
+def test_requests_in_progress_per_address_are_capped(own_proxy, server, test_set):
+    """Uploads that trickle their body hold nginx's connections, never TorchServe's: past
+    the limit of them from one address the next request is refused 429, while
+    another address is answered (the limit is read from the rendered configuration)."""
+    host, port = own_proxy.url.removeprefix("http://").split(":")
+    limit = int(own_proxy.setting(r"limit_conn connections (\d+);"))
+    head = (f"POST /predictions/mnist HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n"
+            f"Authorization: Bearer {server.key()}\r\n\r\n").encode()
+    trickling = [socket.create_connection((host, int(port)), timeout=30, source_address=("127.0.0.2", 0))
+                 for _ in range(limit)]
+    try:
+        for connection in trickling:
+            connection.sendall(head + b"x")
+        time.sleep(0.5)   # nginx has read every header
+        over = requests.post(f"{own_proxy.url}/predictions/mnist", data=mnist_png(test_set[0][0]), timeout=30,
+                             headers={"Authorization": f"Bearer {server.key()}"})
+        assert over.status_code == 200   # another address (127.0.0.1)
+        with socket.create_connection((host, int(port)), timeout=30, source_address=("127.0.0.2", 0)) as extra:
+            extra.sendall(head + bytes(1000))
+            assert b" 429 " in extra.recv(65536).split(b"\r\n")[0]
+    finally:
+        for connection in trickling:
+            connection.close()

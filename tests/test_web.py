@@ -14,7 +14,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 from harness.server import free_ports
-from tests.proxy import start_proxy, stop_proxy
+from harness.nginx import start_proxy, stop_proxy
 from tests.strokes import strokes
 from training.user_styles import dark_on_white, photo_jpeg
 

@@ -1,7 +1,9 @@
-"""nginx in front of TorchServe, serving the draw-a-digit page: render its config, start, stop.
+"""nginx in front of TorchServe, serving the draw-a-digit page and bounding what each API request
+may cost: render its config, start, stop.
 
 The upstream address and the body limit are read from the TorchServe config.properties that
-nginx fronts (inference_address, max_request_size), never written down twice; `make demo`
+nginx fronts (inference_address, max_request_size), with the TS_* variables of this environment
+on top as TorchServe applies them, never written down twice; `make demo`
 and the tests run nginx through this one script.
 
     python deploy/nginx/proxy.py start  [--ts-config FILE] [--listen HOST:PORT] [--run-dir DIR] [--rate R] [--burst N]
@@ -33,6 +35,20 @@ sys.path.insert(0, str(REPO))   # run as a script: the repository's one config r
 from configuration import server_properties  # noqa: E402
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"   # sbin is not on every user's PATH
+# The limits nginx puts on every API request (docs/reliability.md, "Bounded cost"):
+MAX_FORM_FIELDS = 4        # the API needs two: the image and an explanation's target
+CONNECTIONS_PER_ADDRESS = 8   # requests in progress at once per client address (a browser opens 6)
+CLIENT_TIMEOUT = "10s"     # silence allowed while a client sends its headers or body, or idles
+
+
+def js_module() -> Path:
+    """njs (Debian's libnginx-mod-http-js) in this nginx's modules folder: guard.js runs on it."""
+    built = subprocess.run([NGINX, "-V"], capture_output=True, text=True).stderr
+    folder = re.search(r"--modules-path=(\S+)", built)
+    module = Path(folder.group(1) if folder else "/usr/lib/nginx/modules") / "ngx_http_js_module.so"
+    if not module.exists():
+        raise SystemExit(f"[proxy] {module} is missing: install njs (Debian: libnginx-mod-http-js; `make setup` does)")
+    return module
 
 
 def upstream(settings: dict) -> str:
@@ -54,7 +70,7 @@ def worker_user(web_root: Path) -> str:
 
 
 def render(ts_config: Path, listen: str, run_dir: Path, rate: str, burst: int) -> str:
-    settings = server_properties(ts_config)
+    settings = server_properties(ts_config, os.environ)
     if "max_request_size" not in settings:
         raise SystemExit(f"[proxy] {ts_config} sets no max_request_size: nginx's body limit is copied from it")
     web_root = REPO / "web"
@@ -64,6 +80,11 @@ def render(ts_config: Path, listen: str, run_dir: Path, rate: str, burst: int) -
         "listen": listen,
         "web_root": str(web_root),
         "headers": str(HERE / "security-headers.conf"),
+        "js_module": str(js_module()),
+        "guard": str(HERE / "guard.js"),
+        "max_form_fields": str(MAX_FORM_FIELDS),
+        "connections": str(CONNECTIONS_PER_ADDRESS),
+        "client_timeout": CLIENT_TIMEOUT,
         "upstream": upstream(settings),
         "max_body_bytes": str(int(settings["max_request_size"])),
         "rate": rate,
@@ -146,7 +167,7 @@ def main(argv: list[str]) -> None:
         sys.stdout.write(config)
         return
     start(config, run_dir)
-    print(f"[proxy] nginx on http://{args.listen}/ in front of TorchServe at {upstream(server_properties(args.ts_config))} "
+    print(f"[proxy] nginx on http://{args.listen}/ in front of TorchServe at {upstream(server_properties(args.ts_config, os.environ))} "
           f"(logs in {run_dir})")
 
 

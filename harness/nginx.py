@@ -1,6 +1,6 @@
 """nginx in front of a test TorchServe, started and stopped by deploy/nginx/proxy.py, the same
 script `make demo` runs: on a free port, with the body limit and upstream read from that
-server's own config.properties."""
+server's own config.properties. The tests and `make hostile` share it."""
 import re
 import shutil
 import subprocess
@@ -22,12 +22,13 @@ class Proxy:
         return re.search(pattern, (self.run_dir / "nginx.conf").read_text()).group(1)
 
 
-def start_proxy(ts_config: Path, port: int, *options: str) -> Proxy:
-    """nginx on 127.0.0.1:port in front of the TorchServe that `ts_config` configures."""
+def start_proxy(ts_config: Path, port: int, *options: str, server_env: dict | None = None) -> Proxy:
+    """nginx on 127.0.0.1:port in front of the TorchServe that `ts_config` configures (with the
+    TS_* variables of `server_env`, the environment it was started with, as TorchServe applies them)."""
     run_dir = Path(tempfile.mkdtemp(prefix="mnist-nginx-"))
     started = subprocess.run([sys.executable, str(PROXY), "start", "--ts-config", str(ts_config),
                               "--listen", f"127.0.0.1:{port}", "--run-dir", str(run_dir), *options],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if started.returncode != 0:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise RuntimeError(started.stderr)
