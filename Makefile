@@ -9,7 +9,7 @@ METRICS := artifacts/metrics.json
 MAR := model_store/mnist.mar
 SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh
 
-.PHONY: help setup data train evaluate explain archive serve stop smoke test bench image soak fuzz bench-sweep monitor
+.PHONY: help setup data train evaluate explain archive serve stop smoke test bench image image-base image-test soak fuzz bench-sweep monitor
 
 help:                                         ## this list: every target and what it does (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
@@ -70,8 +70,16 @@ soak: archive                                 ## SOAK_SECONDS (600) of mixed loa
 fuzz: archive                                 ## the fuzz properties with FUZZ_EXAMPLES (5000) inputs each, counted
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
-image: archive                                ## the serving image (needs a Docker engine with BuildKit)
-	docker build --build-arg REVISION=$$(git rev-parse HEAD) -t mnist-torchserve .
+# The image (docs/container.md): a docker CLI with BuildKit (buildx, or Debian's docker.io); a
+# dockerd is started when none answers. CA_BUNDLE=file: a CA bundle for a TLS-intercepting proxy.
+image: archive                                ## the serving image mnist-torchserve (base: the registry's, else make image-base's)
+	python -m scripts.image build $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
+
+image-base: setup                             ## mnist-base:bookworm from the host's Debian mirror by debootstrap (kept once made)
+	python -m scripts.image base
+
+image-test: archive                           ## build the image, run it with no network: healthy, a 7, an explanation, a 400, not root, stop
+	CA_BUNDLE=$(CA_BUNDLE) IMAGE_TEST=1 python -m pytest -q -s tests/test_image.py
 
 # --- GPU check (docs/gpu.md) ---
 .PHONY: gpu-bundle gpu-check

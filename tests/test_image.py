@@ -1,0 +1,102 @@
+"""The serving image, built by a real Docker engine and run with no network (`make image-test`).
+
+Skipped unless IMAGE_TEST=1: the build takes minutes, 6 GB of disk and a Docker engine (or
+Debian's docker.io, whose dockerd harness/docker.py starts). `IMAGE_TEST=1 make test` runs it
+with the rest (docs/container.md gives its cost). CA_BUNDLE=file builds with that CA bundle as
+a build secret and checks that no layer holds it.
+"""
+import hashlib
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import docker
+from model.preprocess import INPUT_SIZE
+from training.user_styles import mnist_png
+
+pytestmark = pytest.mark.skipif(os.environ.get("IMAGE_TEST") != "1",
+                                reason="builds and runs the image: IMAGE_TEST=1 (make image-test)")
+CA_BUNDLE = os.environ.get("CA_BUNDLE") or None
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with docker.engine() as cli:   # on leaving: the host's forwarding and firewall as they were
+        yield cli
+
+
+@pytest.fixture(scope="module")
+def image(engine):
+    docker.build_image(CA_BUNDLE)
+    return docker.IMAGE
+
+
+@pytest.fixture(scope="module")
+def container(engine, image):
+    with docker.running(engine, image) as running:
+        running.wait_healthy()
+        yield running
+
+
+def test_healthcheck_turns_healthy(container):
+    health = container.health()
+    assert health["Status"] == "healthy", f"{health}\n{container.logs()}"
+    assert health["Log"][-1]["Output"].startswith("healthy: ")
+
+
+def test_predicts_a_test_digit(container, test_set):
+    images, labels = test_set
+    status, answer = container.post("predictions/mnist", mnist_png(images[0]))
+    assert status == 200, answer
+    assert answer["digit"] == labels[0]
+
+
+def test_explains_a_test_digit(container, test_set):
+    images, labels = test_set
+    status, answer = container.post("explanations/mnist", mnist_png(images[0]))
+    assert status == 200, answer
+    assert answer["target"] == labels[0]
+    assert np.array(answer["attributions"]).shape == (INPUT_SIZE, INPUT_SIZE)
+    assert np.abs(answer["attributions"]).sum() > 0
+
+
+def test_refuses_a_bad_image(container):
+    status, answer = container.post("predictions/mnist", b"this is not an image")
+    assert status == 400, answer
+
+
+def test_serves_as_a_user_that_is_not_root(container):
+    assert container.main_process_uid() != 0
+
+
+def test_ca_bundle_is_in_no_layer(engine, image):
+    """The bundle was a build secret: no file of any layer has its bytes, no history line its text."""
+    if CA_BUNDLE is None:
+        pytest.skip("built without CA_BUNDLE")
+    bundle = Path(CA_BUNDLE).read_bytes()
+    digest = hashlib.sha256(bundle).hexdigest()
+    history = docker.run(engine, "history", "--no-trunc", image, check=True).stdout
+    assert "BEGIN CERTIFICATE" not in history
+    saved = subprocess.Popen([engine, "save", image], stdout=subprocess.PIPE)
+    copies, layers = [], 0
+    with tarfile.open(fileobj=saved.stdout, mode="r|") as archive:
+        for member in archive:
+            if not member.name.endswith("layer.tar"):
+                continue
+            layers += 1
+            with tarfile.open(fileobj=archive.extractfile(member), mode="r|") as layer:
+                copies += [entry.name for entry in layer if entry.isfile() and entry.size == len(bundle)
+                           and hashlib.sha256(layer.extractfile(entry).read()).hexdigest() == digest]
+    assert saved.wait() == 0 and layers > 0
+    assert copies == []
+
+
+def test_docker_stop_ends_it_cleanly_within_the_grace_period(container):
+    """Runs last: SIGTERM stops TorchServe; Docker would SIGKILL it after 10 s (exit 137)."""
+    seconds, exit_code = container.stop()
+    assert exit_code == 0, container.logs()
+    assert seconds < 10
