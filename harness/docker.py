@@ -7,12 +7,14 @@ Debian bookworm base made here with debootstrap. Wheels come from the host's pip
 its own index), so the image's 3 GB of wheels are not downloaded a second time.
 """
 import contextlib
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -76,14 +78,16 @@ def docker_cli() -> str:
 
 
 def host_network_state() -> dict:
-    """What a dockerd could change on the host: forwarding, firewall rules, network links."""
+    """What a dockerd could change on the host: forwarding, firewall rules, its network links."""
     state = {name: Path(f"/proc/sys/net/{name}").read_text().strip()
              for name in ("ipv4/ip_forward", "ipv6/conf/all/forwarding") if Path(f"/proc/sys/net/{name}").exists()}
     for save in ("iptables-save", "ip6tables-save"):
         if shutil.which(save):
             rules = run(save).stdout
             state[save] = [line for line in rules.splitlines() if not line.startswith("#")]
-    state["links"] = sorted(re.findall(r"^\d+: ([^:@]+)", run("ip", "-o", "link").stdout, re.M))
+    # Only the links Docker makes (other programs may add and remove their own meanwhile).
+    state["links"] = sorted(link for link in re.findall(r"^\d+: ([^:@]+)", run("ip", "-o", "link").stdout, re.M)
+                            if re.match(r"docker\d|br-|veth", link))
     return state
 
 
@@ -191,7 +195,7 @@ def download_wheels() -> None:
     WHEELS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         requirements = serving_requirements(Path(tmp))
-        if WHEELS_FOR.exists() and WHEELS_FOR.read_text() == requirements.read_text():
+        if WHEELS_FOR.exists() and WHEELS_FOR.read_text() == requirements.read_text() and any(WHEELS.glob("*.whl")):
             return   # pip would only read the 3 GB again to find them there
         download = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
@@ -266,6 +270,28 @@ def layer_table(cli: str, tag: str = IMAGE) -> str:
              for layer in found]
     lines = [f"{layer.size_bytes / 1e6:10.1f} MB  {step[:100]}" for layer, step in zip(found, steps) if layer.size_bytes]
     return "\n".join([*lines, f"{sum(layer.size_bytes for layer in found) / 1e6:10.1f} MB  in all"])
+
+
+def layer_files_holding(cli: str, contents: dict[str, bytes], tag: str = IMAGE) -> dict[str, list[str]]:
+    """For each named content, every file in any layer of the image (`docker save`) with its bytes."""
+    wanted = {(len(content), hashlib.sha256(content).hexdigest()): name for name, content in contents.items()}
+    found = {name: [] for name in contents}
+    saved = subprocess.Popen([cli, "save", tag], stdout=subprocess.PIPE)
+    layer_count = 0
+    with tarfile.open(fileobj=saved.stdout, mode="r|") as archive:
+        for member in archive:
+            if not member.name.endswith("layer.tar"):
+                continue
+            layer_count += 1
+            with tarfile.open(fileobj=archive.extractfile(member), mode="r|") as layer:
+                for entry in layer:
+                    if entry.isfile() and any(size == entry.size for size, _ in wanted):
+                        key = (entry.size, hashlib.sha256(layer.extractfile(entry).read()).hexdigest())
+                        if key in wanted:
+                            found[wanted[key]].append(f"{member.name}:{entry.name}")
+    if saved.wait() != 0 or layer_count == 0:
+        raise RuntimeError(f"docker save {tag} gave no layers")
+    return found
 
 
 # A client run inside the container (it has no network): the key from key_file.json, the body
