@@ -90,5 +90,6 @@ def test_ca_bundle_is_in_no_layer(engine, image):
 def test_docker_stop_ends_it_cleanly_within_the_grace_period(container):
     """Runs last: SIGTERM stops TorchServe; Docker would SIGKILL it after 10 s (exit 137)."""
     seconds, exit_code = container.stop()
+    print(f"[image] docker stop: {seconds:.1f} s, exit code {exit_code}")
     assert exit_code == 0, container.logs()
     assert seconds < 10
