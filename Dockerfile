@@ -30,12 +30,6 @@ FROM scratch AS wheels
 COPY .image/wheel[s]/ /
 
 FROM ${PYTHON_IMAGE}
-ARG PYTHON_IMAGE
-ARG REVISION=unknown
-LABEL org.opencontainers.image.title="mnist-torchserve" \
-      org.opencontainers.image.description="LeNet-5 MNIST digit classifier served by TorchServe" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 # Java 17 runs TorchServe's frontend: the major version is pinned, its security updates are
 # not. The server runs as an unprivileged user whose home is TorchServe's working directory.
@@ -69,6 +63,14 @@ WORKDIR /home/model-server
 COPY --from=model /stage/mnist.mar model_store/
 COPY config/config.properties config/log4j2.xml config/
 COPY --chmod=0755 container/container_start.sh container/healthcheck.py container/usable_cpus.py /usr/local/bin/
+# After the apt and pip steps: an ARG is in every later RUN's environment, so a new revision
+# declared before them would rerun both at each commit.
+ARG PYTHON_IMAGE
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="mnist-torchserve" \
+      org.opencontainers.image.description="LeNet-5 MNIST digit classifier served by TorchServe" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 # model-server, by number, so that a runtime can verify it is not root.
 USER 1000
 

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -173,6 +174,7 @@ def build_local_base(cli: str, name: str = LOCAL_BASE) -> float | None:
         subprocess.run([cli, "import", "--change", "ENV LANG=C.UTF-8", "-", name], stdin=tar.stdout,
                        check=True, stdout=subprocess.DEVNULL)
         if tar.wait() != 0:
+            run(cli, "rmi", name)   # a partial tree must not be kept as the base
             raise RuntimeError("tar of the debootstrap tree failed")
     return time.monotonic() - started
 
@@ -181,9 +183,12 @@ def registry_base(cli: str) -> str | None:
     """The Dockerfile's default base, when it is here or a registry gives it; else None."""
     default = next(args.split("=", 1)[1] for _, keyword, args in instructions()
                    if keyword == "ARG" and args.startswith("PYTHON_IMAGE="))
-    if image_exists(cli, default) or run(cli, "pull", default, timeout=300).returncode == 0:
+    if image_exists(cli, default):
         return default
-    return None
+    try:
+        return default if run(cli, "pull", default, timeout=300).returncode == 0 else None
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def download_wheels() -> None:
@@ -193,6 +198,7 @@ def download_wheels() -> None:
     tags given exactly, so every manylinux up to the base's glibc is named. Skipped when the
     requirements are those of the last download."""
     WHEELS.mkdir(parents=True, exist_ok=True)
+    machine = platform.machine()   # the image is built for the host's architecture
     with tempfile.TemporaryDirectory() as tmp:
         requirements = serving_requirements(Path(tmp))
         if WHEELS_FOR.exists() and WHEELS_FOR.read_text() == requirements.read_text() and any(WHEELS.glob("*.whl")):
@@ -200,8 +206,8 @@ def download_wheels() -> None:
         download = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
              "--python-version", f"{sys.version_info.major}.{sys.version_info.minor}",
-             *[f"--platform=manylinux_2_{minor}_x86_64" for minor in range(17, BASE_GLIBC_MINOR + 1)],
-             "--platform=manylinux2014_x86_64", "--dest", WHEELS, "-r", requirements],
+             *[f"--platform=manylinux_2_{minor}_{machine}" for minor in range(17, BASE_GLIBC_MINOR + 1)],
+             f"--platform=manylinux2014_{machine}", "--dest", WHEELS, "-r", requirements],
             capture_output=True, text=True)
         if download.returncode != 0:
             raise RuntimeError(f"pip download failed:\n{download.stdout[-2000:]}{download.stderr[-2000:]}")
