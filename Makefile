@@ -7,13 +7,14 @@ export PYTHONPATH := $(CURDIR)
 WEIGHTS := artifacts/lenet5_mnist.pt
 METRICS := artifacts/metrics.json
 MAR := model_store/mnist.mar
-SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml scripts/archive.sh
+SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml config/archive-requirements.txt \
+           scripts/archive.sh training/digit_means.py
 
-.PHONY: help setup data train evaluate explain archive serve stop smoke test bench image image-base image-test soak fuzz bench-sweep monitor
+.PHONY: help setup data train evaluate preprocess-diff explain archive serve stop smoke test bench image image-base image-test soak fuzz bench-sweep monitor
 
 help:                                         ## this list: every target and what it does (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
-	  while IFS=$$'\t' read -r target note; do printf '  make %-12s %s\n' "$$target" "$$note"; done
+	  while IFS=$$'\t' read -r target note; do printf '  make %-16s %s\n' "$$target" "$$note"; done
 
 setup: .venv/.installed                       ## .venv and .venv-kserve with the pinned requirements; Java 17, nginx, Chromium, Prometheus from apt when missing
 .venv/.installed: requirements.txt requirements-bench.txt scripts/setup.sh
@@ -31,6 +32,9 @@ $(WEIGHTS) $(METRICS) &: | setup             ## train only when no weights exist
 
 evaluate: $(WEIGHTS)                          ## test accuracy of the weights, serving preprocessing
 	python -m training.evaluate $(WEIGHTS)
+
+preprocess-diff: data $(WEIGHTS)              ## model/preprocess.py against BASE (main), image by image on every set and on PAGES (300) templates
+	python -m training.preprocess_diff $(or $(BASE),main) --count $(or $(COUNT),300) --random $(or $(PAGES),300)
 
 explain: data $(WEIGHTS)                      ## heat maps of a right and a wrong test digit in artifacts/explanations/
 	python -m scripts.explain
@@ -55,7 +59,7 @@ stop: setup                                   ## stop the server `make serve` st
 monitor: setup                                ## Prometheus beside `make serve`'s server: prints its URL and a live query
 	python -m scripts.monitor
 
-test: archive                                 ## unit and integration tests (a real TorchServe)
+test: archive kserve-runtime                  ## unit and integration tests (a real TorchServe; the KServe pod also on the runtime image's Python)
 	python -m pytest -q tests
 
 bench: archive                                ## load test, see docs/performance.md
@@ -101,3 +105,9 @@ demo-link: setup                              ## a fresh link for the running de
 
 # KServe (deploy/kserve/): `make setup` also builds .venv-kserve from these pins.
 .venv/.installed: deploy/kserve/requirements.txt
+
+.PHONY: kserve-runtime
+kserve-runtime: .venv-kserve-runtime/.installed  ## .venv-kserve-runtime: Python 3.9 and the KServe runtime image's packages (docs/kserve.md)
+.venv-kserve-runtime/.installed: deploy/kserve/runtime-requirements.txt config/archive-requirements.txt scripts/kserve_runtime.sh
+	scripts/kserve_runtime.sh
+	touch $@

@@ -17,6 +17,8 @@ TS_SERVICE_ENVELOPE: kserve, kservev2) the digit goes in that envelope's body.
 Standard library only: the image has no requests or curl. Used by the container's HEALTHCHECK,
 the KServe manifest's probes and scripts/wait_ready.sh.
 """
+from __future__ import annotations
+
 import argparse
 import base64
 import json

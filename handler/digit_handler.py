@@ -18,12 +18,13 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 from ts.utils.util import PredictionException
 
-from handler.explain import Explainer
+from handler.explain import DIGIT_MEANS, Explainer
 from handler.metric_lines import batched_metric_lines
 from handler.payload import Batch, parse
 from model.errors import InternalError, RequestError, TooManyExplanations
@@ -71,7 +72,8 @@ class DigitHandler(BaseHandler):
         # Training's record, packed in the archive: its softmax temperature calibrates confidence.
         training = Path(context.system_properties["model_dir"], TRAINING_RECORD)
         self.temperature = float(json.loads(training.read_text())["temperature"])
-        self.explainer = Explainer(self.model, steps=int(settings["explain_steps"]))
+        digit_means = torch.from_numpy(np.load(Path(context.system_properties["model_dir"], DIGIT_MEANS)))
+        self.explainer = Explainer(self.model, steps=int(settings["explain_steps"]), digit_means=digit_means)
         self.predictor = self._predictor(optimize=bool(settings.get("optimize", False)))
         self.metric_lines = batched_metric_lines()
         # deviceType gpu falls back to the CPU silently: say in model_log.log where answers come from.
@@ -123,7 +125,7 @@ class DigitHandler(BaseHandler):
                     if len(batch.explain) == self.explain_max_per_batch:
                         raise TooManyExplanations(f"this batch already holds {self.explain_max_per_batch} "
                                                   "explanations, the server's limit: retry in a moment")
-                    batch.explain[idx] = request.target
+                    batch.explain[idx] = request
                     if digit is not None:   # the map is drawn over the digit the model saw
                         batch.explanations[idx] = {"normalized_digit": digit.tolist()}
                 if digit is None:
@@ -161,11 +163,16 @@ class DigitHandler(BaseHandler):
                 batch.probabilities = probabilities(self.predictor, batch.inputs, self.temperature).cpu()
         if batch.explain:
             rows = [batch.accepted.index(idx) for idx in batch.explain]
-            targets = [int(batch.probabilities[row].argmax()) if target is None else target
-                       for row, target in zip(rows, batch.explain.values())]
-            attributions, deltas = self.explainer(batch.inputs[rows], targets)
-            for idx, target, attribution, delta in zip(batch.explain, targets, attributions.tolist(), deltas.tolist()):
-                batch.explanations[idx] = {"target": target, "convergence_delta": round(delta, 6),
+            targets = [int(batch.probabilities[row].argmax()) if request.target is None else request.target
+                       for row, request in zip(rows, batch.explain.values())]
+            # a digit contrasted with itself scores zero: the predicted digit is then explained alone
+            versus = [None if request.versus == target else request.versus
+                      for target, request in zip(targets, batch.explain.values())]
+            attributions, deltas = self.explainer(batch.inputs[rows], targets, versus)
+            for idx, target, other, attribution, delta in zip(batch.explain, targets, versus, attributions.tolist(),
+                                                              deltas.tolist()):
+                batch.explanations[idx] = {"target": target, **({} if other is None else {"versus": other}),
+                                           "convergence_delta": round(delta, 6),
                                            "attributions": [[round(v, 6) for v in line] for line in attribution],
                                            **batch.explanations.get(idx, {})}
         return batch

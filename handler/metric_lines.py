@@ -9,6 +9,8 @@ PredictionTime. At 16 clients those writes took a fifth of the workers' time
 together at its end; outside it (TorchServe's HandlerTime, logged after the handler returns)
 they are written at once, as before.
 """
+from __future__ import annotations
+
 import contextlib
 import logging
 import sys

@@ -3,8 +3,10 @@
 A request arrives as a raw body, a multipart file, base64 JSON ({"data": ...}, a data: URL too),
 or a KServe instance or input (an image, a 28x28 digit or a 32x32 model input as numbers). `parse`
 turns each into one `Request`: the image to prepare, or the model input sent as such, and the
-digit an explanation is asked for.
+digit an explanation is asked for, and the one it is contrasted with.
 """
+from __future__ import annotations
+
 import base64
 import binascii
 import json
@@ -18,27 +20,32 @@ from model.errors import InvalidRequest, NotAnImage
 
 PAYLOAD_FIELDS = ("data", "body", "file", "image")  # where TorchServe puts the body or a form upload
 TARGET = "target"  # the digit an explanation is asked for: a JSON or form field
+VERSUS = "versus"  # the digit it is contrasted with ("why the target and not this one?"): a field too
 
 
 @dataclass(frozen=True)
 class Request:
     """One request as the handler answers it: an image (an encoded file or decoded pixels, which
     `prepare` turns into the digit), or a (1, 32, 32) model input sent as `to_model_input` makes
-    it; and, when it asks why, the digit to explain (None: the predicted one)."""
+    it; and, when it asks why, the digit to explain (None: the predicted one) and the digit to
+    contrast it with (None: none)."""
 
     image: bytes | Image.Image | None
     model_input: torch.Tensor | None
     target: int | None
+    versus: int | None
 
 
 def parse(row, explain: bool, content_types: dict | None = None) -> Request:
     """The one parse of a request (a TorchServe input row, with the content type of each of its
     fields); InvalidRequest when it is malformed."""
     content = tensor_content(row) if is_tensor(row) else image_bytes(row, content_types or {})
-    target = explain_target(row) if explain else None
+    target, versus = (explain_digit(row, TARGET), explain_digit(row, VERSUS)) if explain else (None, None)
+    if target is not None and target == versus:
+        raise InvalidRequest(f"\"{VERSUS}\" must differ from \"{TARGET}\": a digit against itself explains nothing")
     if isinstance(content, torch.Tensor):
-        return Request(None, content, target)
-    return Request(content, None, target)
+        return Request(None, content, target, versus)
+    return Request(content, None, target, versus)
 
 
 @dataclass
@@ -50,7 +57,7 @@ class Batch:
     inputs: torch.Tensor | None = None                 # (len(accepted), 1, 32, 32)
     rejected: dict = field(default_factory=dict)       # request index -> RequestError
     probabilities: torch.Tensor | None = None          # (len(accepted), 10)
-    explain: dict = field(default_factory=dict)        # row index asking why -> its target (None: the answer)
+    explain: dict = field(default_factory=dict)        # row index asking why -> its Request
     explanations: dict = field(default_factory=dict)   # row index -> what its answer adds: target, attributions
     requests: int = 0                                  # TorchServe requests the rows came in
 
@@ -68,7 +75,7 @@ def image_bytes(row: dict, content_types: dict) -> bytes:
         raise InvalidRequest("each KServe instance must be {\"data\": \"<base64-encoded image>\"} "
                              "or a 28x28 or 32x32 list of numbers")
     fields = ([name for name in PAYLOAD_FIELDS if row.get(name) is not None]
-              or [name for name in row if name != TARGET])
+              or [name for name in row if name not in (TARGET, VERSUS)])
     if len(fields) != 1:
         raise InvalidRequest("send exactly one image: as the request body (Content-Type: image/png or "
                              "application/octet-stream), as one multipart file, or as JSON {\"data\": \"<base64>\"}")
@@ -90,14 +97,14 @@ def image_bytes(row: dict, content_types: dict) -> bytes:
         raise InvalidRequest("the \"data\" field is not valid base64") from None
 
 
-def explain_target(row) -> int | None:
-    """The digit whose logit an explanation attributes, if the client named one: a "target" field
-    of the JSON body, form or KServe v1 instance, or of a KServe v2 input's "parameters"."""
-    places = [row, *(row.get(name) for name in (*PAYLOAD_FIELDS, "parameters"))] if isinstance(row, dict) else []
-    found = [place[TARGET] for place in places if isinstance(place, dict) and place.get(TARGET) is not None]
+def explain_digit(row, name: str) -> int | None:
+    """A digit an explanation names, if the client named one: the `name` field ("target" or
+    "versus") of the JSON body, form or KServe v1 instance, or of a KServe v2 input's "parameters"."""
+    places = [row, *(row.get(key) for key in (*PAYLOAD_FIELDS, "parameters"))] if isinstance(row, dict) else []
+    found = [place[name] for place in places if isinstance(place, dict) and place.get(name) is not None]
     if not found:
         return None
     value = found[0].decode(errors="replace") if isinstance(found[0], (bytes, bytearray)) else found[0]
     if str(value).strip() not in {str(digit) for digit in range(10)}:
-        raise InvalidRequest(f"\"target\" must be an integer from 0 to 9, not {json.dumps(value)}")
+        raise InvalidRequest(f"\"{name}\" must be an integer from 0 to 9, not {json.dumps(value)}")
     return int(value)

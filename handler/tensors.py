@@ -7,6 +7,8 @@ tensor is taken as the model input as-is: what `to_model_input` returns, for cli
 transformer) that preprocess themselves, and the grid every explanation is drawn on. Leading
 axes of length 1 (1x28x28, 1x32x32, 1x1x32x32) are accepted; one input or instance is one digit.
 """
+from __future__ import annotations
+
 import numpy as np
 import torch
 from PIL import Image

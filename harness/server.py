@@ -1,4 +1,4 @@
-"""Real TorchServes started the way the tests, `make bench` and `make soak` start theirs.
+"""Real TorchServes started the way the tests, `make bench`, `make soak` and the GPU check start theirs.
 
 Each one runs in a fresh folder holding only model_store/mnist.mar and config/ (ports moved to
 free ones), with no PYTHONPATH (the archive must run without the repository) and its own
@@ -12,7 +12,9 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,7 @@ class Server:
     management: str
     metrics: str
     env: dict
+    ready_s: float | None = None   # from the start command to every worker READY, where start_server timed it
 
     @classmethod
     def on_ports(cls, workdir: Path, ports: dict, env: dict) -> "Server":
@@ -141,31 +144,35 @@ def wait_ready(server: Server, config: Path | None = None, timeout_s: int = READ
 
 
 def start_server(workdir: Path, start_command: list[str], extra_env: dict | None = None,
-                 overrides: dict | None = None) -> Server:
+                 overrides: dict | None = None, timeout_s: int = READY_TIMEOUT_S) -> Server:
     """Start TorchServe in `workdir` (which holds config/ and model_store/) and wait until READY;
     `overrides` are config.properties settings (e.g. service_envelope) on top of ours."""
     ports = dict(zip(PORTS, free_ports(len(PORTS))))
     write_server_config(workdir / "config" / "config.properties", ports, overrides)
     env = own_temp_env(workdir / "tmp", extra_env)
+    started = time.monotonic()
     subprocess.run(start_command, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
     server = Server.on_ports(workdir, ports, env)
-    wait_ready(server)
+    wait_ready(server, timeout_s=timeout_s)
+    server.ready_s = time.monotonic() - started
     return server
 
 
 def stop_server(server: Server) -> None:
-    subprocess.run(["torchserve", "--stop"], cwd=server.workdir, env=server.env,
+    """`torchserve --stop`, as the module its command runs: a TorchServe installed from wheels into
+    a folder on PYTHONPATH (the GPU check's) has no command on PATH."""
+    subprocess.run([sys.executable, "-m", "ts.model_server", "--stop"], cwd=server.workdir, env=server.env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90)
 
 
 @contextlib.contextmanager
 def serving(archive: Path = ARCHIVE, start_command: list[str] = START, extra_env: dict | None = None,
-            overrides: dict | None = None) -> Iterator[Server]:
+            overrides: dict | None = None, timeout_s: int = READY_TIMEOUT_S) -> Iterator[Server]:
     """A READY TorchServe on `archive` in a fresh serving directory; on exit it is stopped and
     its directory removed, whatever happened inside."""
     workdir = serving_directory(archive)
     try:
-        server = start_server(workdir, start_command, extra_env, overrides)
+        server = start_server(workdir, start_command, extra_env, overrides, timeout_s)
         try:
             yield server
         finally:

@@ -3,6 +3,8 @@ batch of model inputs at the softmax temperature training fitted (`training.cali
 in metrics.json beside the weights and packed into the archive). The handler answers with these,
 and training, tests and scripts that measure what it answers call the same ones.
 """
+from __future__ import annotations
+
 import json
 from pathlib import Path
 

@@ -14,6 +14,8 @@ The path has two steps, `prepare` (bytes or an image -> digit) then `to_model_in
 2. `to_model_input` pads the 28x28 digits to 32x32 (as LeCun et al. did; resizing would
    blur the strokes) and standardizes them.
 """
+from __future__ import annotations
+
 import io
 import re
 import warnings

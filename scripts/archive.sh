@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Pack model_store/mnist.mar: the LeNet-5 file, its state_dict and training metrics, the
-# handler, the shared preprocessing package and config/model-config.yaml. Self-contained: it needs nothing from
-# this repository at serving time.
+# Pack model_store/mnist.mar: the LeNet-5 file, its state_dict, training metrics and MNIST's digit means, the
+# handler, the shared preprocessing package, config/model-config.yaml, and
+# config/archive-requirements.txt (what a server that installs packages per model adds: the KServe
+# runtime's scipy). Self-contained: it needs nothing from this repository at serving time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 weights=${WEIGHTS:-artifacts/lenet5_mnist.pt}
@@ -16,6 +17,7 @@ mkdir "$stage/model" "$stage/handler"
 cp model/*.py "$stage/model/"       # the packages the handler imports, without caches
 cp handler/*.py "$stage/handler/"
 cp "$metrics" "$stage/"
+python -m training.digit_means "$stage/digit_means.npy"   # the baselines of "why not" explanations
 
 export_path=${EXPORT_PATH:-model_store}   # the benchmark packs variants elsewhere
 mkdir -p "$export_path"
@@ -27,5 +29,6 @@ torch-model-archiver --force \
   --handler handler/digit_handler.py \
   --extra-files "$stage" \
   --config-file "${MODEL_CONFIG:-config/model-config.yaml}" \
+  --requirements-file config/archive-requirements.txt \
   --export-path "$export_path"
 echo "[archive] wrote $export_path/mnist.mar ($(du -k "$export_path/mnist.mar" | cut -f1) KiB)"

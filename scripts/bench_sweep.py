@@ -17,7 +17,7 @@ from pathlib import Path
 
 from configuration import model_config
 from harness.archives import pack
-from scripts.bench import OUT, drive
+from harness.bench import OUT, drive
 
 CONCURRENCY = [int(c) for c in os.environ.get("SWEEP_CONCURRENCY", "1,16,64").split(",")]
 DEFAULT_LOGGING = {"vmargs": ""}   # TorchServe's own log4j2.xml: DEBUG, ~7 lines per request

@@ -21,6 +21,7 @@ from harness.server import WEIGHTS
 from model.inference import load_model, probabilities, served_temperature
 from model.preprocess import to_model_input
 from training.data import load_digits
+from training.digit_means import digit_means
 from training.evaluate import predict
 
 matplotlib.use("Agg")
@@ -88,6 +89,18 @@ def measure(model, inputs, steps_list, count: int) -> None:
     for steps in steps_list:
         explainer = Explainer(model, steps)
         relative = torch.stack([explainer(x, [t] * len(x))[1].abs() / gaps[:, t] for t in range(10)])
+        print(f"{steps} | {relative.median():.3f}, {relative.max():.3f} | {(relative > 0.1).sum()} of {relative.numel()}")
+    means = torch.from_numpy(digit_means("data"))
+    predicted = logits[:EVERY_TARGET_DIGITS].argmax(dim=1)
+    pairs = [(row, int(predicted[row]), other) for row in range(len(x)) for other in range(10) if other != predicted[row]]
+    rows, targets, versus = (list(column) for column in zip(*pairs))
+    with torch.no_grad():   # each contrast's gap to its baseline, the average of the other digit
+        contrast = lambda scores: scores[range(len(pairs)), targets] - scores[range(len(pairs)), versus]
+        contrast_gaps = (contrast(logits[rows]) - contrast(model(to_model_input(means[versus])))).abs().clamp(min=1.0)
+    print(f"the predicted digit of the first {EVERY_TARGET_DIGITS} digits versus each other digit: "
+          "steps | |delta| / max(|gap|, 1), median, max | maps over 10%")
+    for steps in steps_list:
+        relative = Explainer(model, steps, means)(x[rows], targets, versus)[1].abs() / contrast_gaps
         print(f"{steps} | {relative.median():.3f}, {relative.max():.3f} | {(relative > 0.1).sum()} of {relative.numel()}")
 
 

@@ -12,12 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
+from harness.kserve import DIGITS
 from harness.server import ARCHIVE, REPO, WEIGHTS, Server, free_ports, serving
 from harness.worker import Worker
 from model.inference import load_model, probabilities, served_temperature
 from model.preprocess import prepare, to_model_input
 from tests.proxy import Proxy, start_proxy, stop_proxy
 from training.data import ensure_mnist, load_raw
+from training.user_styles import mnist_png
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +68,13 @@ def server() -> Server:
         pytest.fail(f"{ARCHIVE} is missing: run `make test`, which builds it first")
     with serving() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def plain_answers(server, test_set) -> list[dict]:
+    """The plain API's answers for the first DIGITS test digits, sent as PNG bodies: what the
+    KServe tests (tests/test_kserve.py, tests/test_kserve_pod.py) must answer for them."""
+    return [server.predict(mnist_png(image)).json() for image in test_set[0][:DIGITS]]
 
 
 # --- the web page: nginx in front of the session's TorchServe ---------------------------------

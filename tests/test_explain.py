@@ -1,6 +1,7 @@
 """POST /explanations/mnist on a real TorchServe: Integrated Gradients maps over the 32x32 input
 the model saw, checked against the trained model in-process (completeness: a map adds up to how
-far its target's logit moved from the blank page's)."""
+far its score moved from its baseline's: the target's logit from the blank page's, or the gap
+between the target's and the contrasted digit's logits from that digit's training average's)."""
 import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -15,21 +16,27 @@ from harness.explanations import logit_gap as harness_logit_gap
 from harness.server import serving
 from model.errors import TooManyExplanations
 from model.preprocess import prepare
+from training.digit_means import digit_means
 from training.user_styles import large_off_centre, mnist_png, photo_jpeg
 
 MAX_PER_BATCH = handler_settings()["explain_max_per_batch"]
 
 
 @pytest.fixture(scope="module")
-def logit_gap(trained_model):
-    """logit_target(digit) - logit_target(blank page), in-process: what a complete map sums to."""
-    return lambda image, target: harness_logit_gap(trained_model, image, target)
+def logit_gap(trained_model, mnist_root):
+    """What a complete map sums to, in-process: logit_target(digit) - logit_target(blank page), or,
+    against `versus`, the gap between the two logits on the digit minus that on the average
+    `versus` of the training set."""
+    means = digit_means(mnist_root)
+    return lambda image, target, versus=None: harness_logit_gap(trained_model, image, target, versus, means)
 
 
-def explain(server, image: np.ndarray, target: int | None = None):
-    if target is None:
+def explain(server, image: np.ndarray, target: int | None = None, **fields):
+    if target is None and not fields:
         return server.predict(mnist_png(image), endpoint="explanations")
-    body = {"data": base64.b64encode(mnist_png(image)).decode(), "target": target}
+    body = {"data": base64.b64encode(mnist_png(image)).decode(), **fields}
+    if target is not None:
+        body["target"] = target
     return server.predict(json.dumps(body), "application/json", endpoint="explanations")
 
 
@@ -71,6 +78,35 @@ def test_a_named_target_is_explained(server, test_set, logit_gap):
     assert not np.allclose(as_json["attributions"], predicted["attributions"])
 
 
+def test_a_digit_against_another_is_the_gap_of_their_logits(server, test_set, logit_gap, mnist_root):
+    """"Why 7 and not 8?": the map of logit 7 - logit 8 from the average 8 adds up to how far that
+    gap moved from the average 8's; and, unlike a map from the blank page, it colours empty paper
+    too, most where an 8 has ink and this 7 has none: there the missing ink pushes toward 7."""
+    image = test_set[0][0]                     # a 7
+    versus_8 = requests.post(f"{server.inference}/explanations/mnist", data={"versus": "8"},
+                             files={"file": ("d.png", mnist_png(image), "image/png")},
+                             headers={"Authorization": f"Bearer {server.key()}"}, timeout=30).json()
+    eight_versus = explain(server, image, target=8, versus=7).json()
+    plain = explain(server, image).json()
+    assert (versus_8["digit"], versus_8["target"], versus_8["versus"]) == (7, 7, 8)
+    assert (eight_versus["target"], eight_versus["versus"]) == (8, 7) and "versus" not in plain
+    assert_complete(versus_8, logit_gap(image, 7, 8))
+    assert_complete(eight_versus, logit_gap(image, 8, 7))
+    paper = np.array(versus_8["normalized_digit"]) == 0
+    missing = paper & (digit_means(mnist_root)[8] >= 128)     # where an average 8 has ink and this 7 none
+    contrast, alone = (np.array(answer["attributions"])[2:-2, 2:-2] for answer in (versus_8, plain))
+    assert missing.sum() >= 20 and contrast[missing].sum() > 0.2 * contrast.sum() > 0
+    assert not alone[paper].any()                               # from a blank page, paper scores zero
+
+
+def test_a_digit_against_the_answer_itself_is_explained_alone(server, test_set):
+    """versus equal to the predicted digit would score zero everywhere: the digit is explained
+    alone, and the answer says so by carrying no "versus"."""
+    answer = explain(server, test_set[0][0], versus=7).json()
+    assert answer["target"] == 7 and "versus" not in answer
+    np.testing.assert_allclose(answer["attributions"], explain(server, test_set[0][0]).json()["attributions"])
+
+
 @pytest.mark.parametrize("style", [large_off_centre, photo_jpeg])
 def test_an_explanation_carries_the_normalized_digit_it_was_drawn_on(server, test_set, style):
     """The answer's normalized_digit is normalize_digit's output for the image sent, to the pixel
@@ -90,6 +126,14 @@ def test_a_target_that_is_no_digit_is_refused(server, test_set, target):
     assert response.status_code == 400
     error = response.json()
     assert (error["code"], error["type"]) == (400, "invalid_request") and "target" in error["message"]
+
+
+@pytest.mark.parametrize("fields", [{"versus": 10}, {"versus": "eight"}, {"target": 3, "versus": 3}])
+def test_a_versus_that_is_no_other_digit_is_refused(server, test_set, fields):
+    response = explain(server, test_set[0][0], **fields)
+    assert response.status_code == 400
+    error = response.json()
+    assert (error["code"], error["type"]) == (400, "invalid_request") and "versus" in error["message"]
 
 
 def test_a_target_of_true_is_refused_as_sent(server, test_set):

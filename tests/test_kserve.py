@@ -1,10 +1,9 @@
 """The KServe path: real KServe v1 and v2 envelopes sent to a real TorchServe started with each
 service envelope and the settings of deploy/kserve/config/config.properties; the manifest's
 structure, since no Kubernetes cluster is at hand. tests/test_kserve_pod.py runs the pod itself:
-the shipped config unchanged, beside the real KServe model server."""
+the shipped config unchanged, beside the real KServe model server, and the manifest's probes."""
 import base64
 import json
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,23 +13,15 @@ import torch
 import yaml
 from PIL import Image
 
-from configuration import server_properties
-from harness.server import REPO, serving
+from harness.kserve import BAD_ROWS, DEPLOY, DIGITS, ROUTES, deploy_settings, png_row, post
+from harness.server import serving
 from model.preprocess import prepare, to_model_input
 from training.user_styles import mnist_png
 
-DEPLOY = REPO / "deploy" / "kserve"
 # What the test machine must place differently from the pod: ports, paths, and the token, which
 # stays on so the tests' helpers work as everywhere else.
 LOCAL_SETTINGS = {"inference_address", "management_address", "metrics_address", "grpc_inference_port",
                   "grpc_management_port", "model_store", "disable_token_authorization"}
-ROUTES = {"kserve": ("v1/models/mnist:predict", "v1/models/mnist:explain"),
-          "kservev2": ("v2/models/mnist/infer", "v2/models/mnist/explain")}
-DIGITS = 24
-
-
-def deploy_settings() -> dict:
-    return server_properties(DEPLOY / "config" / "config.properties")
 
 
 @pytest.fixture(scope="module", params=sorted(ROUTES))
@@ -41,14 +32,6 @@ def kserve(request):
         yield request.param, running
 
 
-def png_row(envelope: str, image: np.ndarray, name: str, target: int | None = None) -> dict:
-    data = base64.b64encode(mnist_png(image)).decode()
-    if envelope == "kserve":
-        return {"data": data} if target is None else {"data": data, "target": target}
-    row = {"name": name, "shape": [1], "datatype": "BYTES", "data": [data]}
-    return row if target is None else {**row, "parameters": {"target": target}}
-
-
 def tensor_row(envelope: str, array: np.ndarray, name: str):
     if envelope == "kserve":
         return array.tolist()
@@ -56,31 +39,9 @@ def tensor_row(envelope: str, array: np.ndarray, name: str):
     return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": array.ravel().tolist()}
 
 
-def post(url: str, envelope: str, rows: list, explain: bool = False,
-         headers: dict | None = None) -> tuple[int, list[dict]]:
-    """POST one KServe request to the server at `url`; its status and each instance's or
-    input's answer, in order."""
-    body = {"instances": rows} if envelope == "kserve" else {"inputs": rows}
-    response = requests.post(f"{url}/{ROUTES[envelope][explain]}", json=body, headers=headers, timeout=60)
-    reply = response.json()
-    if envelope == "kserve":
-        items = reply["explanations" if explain else "predictions"]
-    else:
-        assert [output["name"] for output in reply["outputs"]] == [row["name"] for row in rows]
-        assert {(output["datatype"], tuple(output["shape"])) for output in reply["outputs"]} == {("BYTES", (1,))}
-        items = [output["data"][0] for output in reply["outputs"]]
-    return response.status_code, [json.loads(item) for item in items]
-
-
 def call(server, envelope: str, rows: list, explain: bool = False) -> tuple[int, list[dict]]:
     """`post` to a test TorchServe, with its token."""
     return post(server.inference, envelope, rows, explain, {"Authorization": f"Bearer {server.key()}"})
-
-
-@pytest.fixture(scope="module")
-def plain_answers(server, test_set):
-    """The plain API's answers for the first DIGITS test digits, sent as PNG bodies."""
-    return [server.predict(mnist_png(image)).json() for image in test_set[0][:DIGITS]]
 
 
 def test_images_answer_as_the_plain_api(kserve, test_set, plain_answers):
@@ -129,21 +90,6 @@ def test_a_target_that_is_no_digit_is_refused(kserve, test_set):
     envelope, server = kserve
     status, answers = call(server, envelope, [png_row(envelope, test_set[0][0], "x", target=12)], explain=True)
     assert status == 400 and answers[0]["type"] == "invalid_request" and "target" in answers[0]["message"]
-
-
-BAD_ROWS = {  # (v1 instance, v2 input) and the error each must get
-    "bad base64": ({"data": "not base64!"}, {"name": "x", "shape": [1], "datatype": "BYTES", "data": ["not base64!"]},
-                   400, "invalid_request"),
-    "not an image": ({"data": "bm90IGFuIGltYWdl"},
-                     {"name": "x", "shape": [1], "datatype": "BYTES", "data": ["bm90IGFuIGltYWdl"]},
-                     400, "not_an_image"),
-    "wrong shape": ([[1.0, 2.0, 3.0]], {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]},
-                    400, "invalid_request"),
-    "not standardized": ([[100.0] * 32] * 32, {"name": "x", "shape": [1, 32, 32], "datatype": "FP32",
-                                                "data": [100.0] * 1024}, 400, "invalid_request"),
-    "blank digit": ([[0] * 28] * 28, {"name": "x", "shape": [28, 28], "datatype": "UINT8", "data": [0] * 784},
-                    422, "no_digit_found"),
-}
 
 
 @pytest.mark.parametrize("name", sorted(BAD_ROWS))
@@ -208,20 +154,3 @@ def test_each_replica_starts_one_worker_per_cpu_of_its_limit():
     resources = yaml.safe_load((DEPLOY / "inferenceservice.yaml").read_text())["spec"]["predictor"]["model"]["resources"]
     snapshot = json.loads(deploy_settings()["model_snapshot"])["models"]["mnist"]["1.0"]
     assert snapshot["minWorkers"] == snapshot["maxWorkers"] == int(resources["limits"]["cpu"]) == int(resources["requests"]["cpu"])
-
-
-POD_PATHS = {"/mnt/models/config/healthcheck.py": REPO / "container" / "healthcheck.py"}   # the layout README builds
-
-
-def test_probes_check_that_the_model_answers_in_its_envelope(kserve):
-    """Readiness and liveness run container/healthcheck.py (its copy in the storage layout) on the
-    pod's config: here on this server's config, whose service_envelope it must speak."""
-    envelope, server = kserve
-    model = yaml.safe_load((DEPLOY / "inferenceservice.yaml").read_text())["spec"]["predictor"]["model"]
-    [command] = {tuple(model[probe]["exec"]["command"]) for probe in ("readinessProbe", "livenessProbe")}
-    assert command[-1] == "/mnt/models/config/config.properties"
-    local = [str(POD_PATHS.get(part, part)) for part in command[:-1]]
-    local.append(str(server.workdir / "config" / "config.properties"))
-    check = subprocess.run(local, cwd=server.workdir, env=server.env, capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stderr
-    assert check.stdout == "healthy: 2/2 workers READY, the known 7 answered right\n"

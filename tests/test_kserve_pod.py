@@ -1,17 +1,24 @@
 """A kserve-torchserve pod, run as the runtime runs it: in a network namespace of its own (a
 pod's), TorchServe started with the runtime's command line on the storage layout docs/kserve.md
 builds, with deploy/kserve/config/config.properties unchanged but for where /mnt/models is, and
-beside it the real KServe model server (kserve 0.13.0 from .venv-kserve, the version the runtime
-image pins) serving tests/kserve_wrapper.py, which forwards to TorchServe as the image's wrapper
-does. Requests come from outside the namespace, to the pod's address, as the cluster's do."""
+beside it the real KServe model server (kserve 0.13.0, the version the runtime image pins)
+serving tests/kserve_wrapper.py, which forwards to TorchServe as the image's wrapper does.
+Requests come from outside the namespace, to the pod's address, as the cluster's do; the probes
+run inside it with the manifest's command.
+
+Each pod runs in two Python environments: `kserve-runtime` (.venv-kserve-runtime, `make
+kserve-runtime`), the runtime image's Python 3.9, torch 2.4 and the rest of its packages, which
+cannot be pulled here; and `project`, this project's own (.venv and .venv-kserve, `make setup`)."""
 import base64
 import json
+import os
 import re
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,10 +27,9 @@ import pytest
 import requests
 import yaml
 
+from harness.kserve import BAD_ROWS, DEPLOY, DIGITS, ROUTES, deploy_settings, png_row, post
 from harness.netns import PrivateNetwork
 from harness.server import ARCHIVE, READY_TIMEOUT_S, REPO, Server, own_temp_env, stop_server
-from tests.test_kserve import (BAD_ROWS, DEPLOY, DIGITS, ROUTES, deploy_settings, plain_answers,  # noqa: F401 (fixture)
-                               png_row, post)
 from training.user_styles import mnist_png
 
 MOUNT = "/mnt/models"   # where KServe puts the InferenceService's storageUri
@@ -33,8 +39,28 @@ RUNTIME_START = ["torchserve", "--start", f"--model-store={MOUNT}/model-store",
 ENVELOPES = {"v1": "kserve", "v2": "kservev2"}   # protocolVersion -> TS_SERVICE_ENVELOPE, as KServe sets it
 DOCUMENTED_REQUESTS = {"v1": "request-v1.json", "v2": "request.json"}   # in deploy/kserve/
 WRAPPER_PORTS = {"http": 8080, "grpc": 8081}     # fixed in the image's wrapper (KServe's defaults)
-KSERVE_PYTHON = REPO / ".venv-kserve" / "bin" / "python"
 WRAPPER = REPO / "tests" / "kserve_wrapper.py"
+RUNTIME_VENV = REPO / ".venv-kserve-runtime"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a pod's Python comes from."""
+
+    bin: Path                 # first on the container's PATH: torchserve (whose Python runs the
+                              # workers and the per-model pip install) and the probes' python3
+    kserve_python: Path       # runs KServe's model server
+    package_index: Path | None  # where the per-model pip install finds packages (none: it may need none)
+    built_by: str
+
+
+ENVIRONMENTS = {
+    # The runtime image in one virtualenv, as in the image; its model-wheels/ stands in for the
+    # package index a pod reaches (config/archive-requirements.txt: scipy, the image's numpy).
+    "kserve-runtime": Environment(RUNTIME_VENV / "bin", RUNTIME_VENV / "bin" / "python", RUNTIME_VENV / "model-wheels",
+                                  "make kserve-runtime"),
+    "project": Environment(REPO / ".venv" / "bin", REPO / ".venv-kserve" / "bin" / "python", None, "make setup"),
+}
 TORCHSERVE_PORTS = ["inference_address", "management_address", "metrics_address", "grpc_inference_port",
                     "grpc_management_port"]
 
@@ -66,6 +92,14 @@ def test_the_manifest_scrapes_torchserve_metrics_one_way():
     assert "serving.kserve.io/enable-prometheus-scraping" not in annotations   # would point at the queue-proxy
 
 
+def container_env(protocol: str, environment: Environment) -> dict:
+    """What the runtime's container adds to this environment: the envelope KServe sets, the
+    environment's Python first on PATH, and pip's settings for TorchServe's per-model install
+    (install_py_dep_per_model): the environment's package index only, no config file of this machine."""
+    return {"TS_SERVICE_ENVELOPE": ENVELOPES[protocol], "PATH": f"{environment.bin}:{os.environ['PATH']}",
+            "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(environment.package_index or "")}
+
+
 def storage_layout(models: Path) -> None:
     """The storageUri folder docs/kserve.md builds, with /mnt/models moved to `models`."""
     (models / "model-store").mkdir(parents=True)
@@ -79,8 +113,8 @@ def storage_layout(models: Path) -> None:
 class Pod:
     """TorchServe and the KServe model server in one private network namespace."""
 
-    def __init__(self, protocol: str, root: Path):
-        self.protocol, self.root = protocol, root
+    def __init__(self, protocol: str, environment: Environment, root: Path):
+        self.protocol, self.environment, self.root = protocol, environment, root
         self.models = root / "mnt-models"
         storage_layout(self.models)
         self.network = PrivateNetwork.create()
@@ -91,7 +125,7 @@ class Pod:
         self.torchserve = Server.on_ports(
             home, {"inference": ports["inference_address"], "management": ports["management_address"],
                    "metrics": ports["metrics_address"]},
-            own_temp_env(home / "tmp", {"TS_SERVICE_ENVELOPE": ENVELOPES[protocol]}))
+            own_temp_env(home / "tmp", container_env(protocol, environment)))
         self.wrapper_log = root / "kserve.log"
         self.wrapper = None
 
@@ -105,19 +139,22 @@ class Pod:
             "CONFIG_PATH": str(self.models / "config" / "config.properties"), "PROTOCOL_VERSION": self.protocol,
             "MODEL_LOAD_DELAY": "1", "MODEL_LOAD_MAX_TRY": str(READY_TIMEOUT_S)})
         with open(self.wrapper_log, "w") as log:
-            self.wrapper = subprocess.Popen(self.network.command([KSERVE_PYTHON, WRAPPER]), env=env,
+            self.wrapper = subprocess.Popen(self.network.command([self.environment.kserve_python, WRAPPER]), env=env,
                                             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 2 * READY_TIMEOUT_S
         while self.wrapper.poll() is None and time.monotonic() < deadline:
-            try:
+            try:   # the wrapper opens its ports once TorchServe has a READY worker, or once it gave up
                 if requests.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:   # the wrapper opens its ports once TorchServe is READY
+                    if requests.get(f"{self.url}/v2/models/mnist/ready", timeout=2).status_code == 200:
+                        return
+                    break
+            except requests.ConnectionError:
                 pass
             time.sleep(0.5)
         raise RuntimeError(f"the pod did not become ready (KServe wrapper: exit code {self.wrapper.poll()}):\n"
-                           f"--- KServe wrapper\n{self.wrapper_log.read_text()[-3000:]}\n"
-                           f"--- TorchServe\n{self.torchserve.log('ts_log.log')[-1500:]}")
+                           f"--- KServe wrapper\n{self.wrapper_log.read_text()[-2000:]}\n"
+                           f"--- TorchServe\n{self.torchserve.log('ts_log.log')[-1500:]}\n"
+                           f"--- its workers\n{self.torchserve.log()[-2000:]}")
 
     def listeners(self) -> dict[int, int]:
         """Each TCP port listening in the pod and the pid of the process that holds it."""
@@ -137,14 +174,19 @@ class Pod:
         self.network.close()
 
 
-@pytest.fixture(scope="module", params=sorted(ENVELOPES))
+POD_KINDS = [(environment, protocol) for environment in ENVIRONMENTS for protocol in sorted(ENVELOPES)]
+
+
+@pytest.fixture(scope="module", params=POD_KINDS, ids=[f"{env}-{protocol}" for env, protocol in POD_KINDS])
 def pod(request):
-    if not KSERVE_PYTHON.exists():
-        pytest.fail(f"{KSERVE_PYTHON} is missing: `make setup` builds it")
+    environment = ENVIRONMENTS[request.param[0]]
+    for needed in (environment.bin / "torchserve", environment.kserve_python):
+        if not needed.exists():
+            pytest.fail(f"{needed} is missing: `{environment.built_by}` builds it")
     root = Path(tempfile.mkdtemp(prefix="mnist-kserve-pod-"))
     try:
         try:
-            network_pod = Pod(request.param, root)
+            network_pod = Pod(request.param[1], environment, root)
         except (OSError, subprocess.CalledProcessError) as error:
             pytest.skip(f"no network namespace here (needs root): {error}")
         try:
@@ -239,3 +281,26 @@ def test_a_bad_input_through_kserve_is_a_500_that_carries_torchserve_answer(pod,
     reply = requests.post(f"{pod.url}/{ROUTES[envelope][0]}", json=body, timeout=60)
     assert reply.status_code == 500
     assert f"'{status} " in reply.json()["error"] and kind in reply.json()["error"]
+
+
+def test_the_probes_pass_in_the_pod(pod):
+    """Readiness and liveness: the manifest's command, run in the container (its python3, its
+    environment) on the storage layout's copy of container/healthcheck.py."""
+    model = yaml.safe_load((DEPLOY / "inferenceservice.yaml").read_text())["spec"]["predictor"]["model"]
+    [command] = {tuple(model[probe]["exec"]["command"]) for probe in ("readinessProbe", "livenessProbe")}
+    assert command[0] == "python3" and command[-1] == f"{MOUNT}/config/config.properties"
+    check = pod.network.run([part.replace(MOUNT, str(pod.models)) for part in command], cwd=pod.torchserve.workdir,
+                            env=pod.torchserve.env, timeout=60)
+    assert check.returncode == 0, check.stderr
+    # Ready with one READY worker: the pod's second may still be loading.
+    workers = json.loads(deploy_settings()["model_snapshot"])["models"]["mnist"]["1.0"]["maxWorkers"]
+    assert re.fullmatch(rf"healthy: [1-{workers}]/{workers} workers READY, the known 7 answered right\n", check.stdout)
+
+
+def test_the_runtime_lacks_scipy_and_the_archive_brings_it():
+    """The stand-in has no scipy, as the image has none: the pods above loaded the archive only
+    because TorchServe installed config/archive-requirements.txt beside it."""
+    environment = ENVIRONMENTS["kserve-runtime"]
+    missing = subprocess.run([environment.bin / "python3", "-c", "import scipy"], capture_output=True, text=True)
+    assert "No module named 'scipy'" in missing.stderr
+    assert {wheel.name.split("-")[0] for wheel in environment.package_index.glob("*.whl")} == {"numpy", "scipy"}

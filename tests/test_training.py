@@ -39,5 +39,5 @@ def test_temperature_recovers_a_known_miscalibration():
     labels = torch.multinomial(logits.softmax(dim=1), 1).squeeze(1)
     assert calibrate.fit_temperature(logits * 2, labels) == pytest.approx(2.0, rel=0.05)
     probabilities = (logits * 2).softmax(dim=1)
-    assert calibrate.calibration_error(probabilities, labels) > 5 * calibrate.calibration_error(
+    assert evaluate.calibration_error(probabilities, labels) > 5 * evaluate.calibration_error(
         logits.softmax(dim=1), labels)

@@ -20,7 +20,7 @@ from training.user_styles import dark_on_white, photo_jpeg
 
 CHROMIUM = "/usr/bin/chromium"
 DESKTOP = {"width": 1100, "height": 900}
-PHONE = {"width": 360, "height": 780}
+PHONE = {"width": 390, "height": 844}
 HTTP_REFUSAL = "Failed to load resource: the server responded with a status of"
 WAIT_MS = 20_000                     # a busy CI machine; a passing check returns at once
 expect.set_options(timeout=WAIT_MS)
@@ -66,7 +66,7 @@ def screenshot():
 
     def save(page, name: str):
         if folder:
-            page.screenshot(path=str(Path(folder) / f"web-{name}.png"), full_page=True)
+            page.screenshot(path=str(Path(folder) / f"web-{name}.png"))   # what the screen shows
     return save
 
 
@@ -128,6 +128,7 @@ def message_shown(page) -> str:
 def test_drawn_mnist_digits_are_read(open_page, proxy, server, test_set, screenshot):
     page = open_page(proxy.url, server.key())
     expect(page.locator("#idle")).to_be_visible()
+    expect(page.locator("#pad-hint")).to_have_text("Draw one digit here, or drop an image")
     screenshot(page, "empty")
     read = {}
     for digit, image in first_of_each_class(test_set).items():
@@ -144,7 +145,9 @@ def test_the_answer_shows_probabilities_and_the_heat_map(open_page, proxy, serve
     draw(page, first_of_each_class(test_set)[2])
     assert answer_shown(page) == "2"
     answer = answers[-1]
-    screenshot(page, "answer")
+    assert_in_view(page, "#digit", "#confidence", "#bars .bar", "#heatmap")
+    expect(page.locator("#help")).to_contain_text("Ctrl+Z")
+    expect(page.locator("#bars-hint")).to_contain_text("Pick a digit")
 
     values = page.locator("#bars .value").all_text_contents()
     for shown, p in zip(values, answer["probabilities"], strict=True):
@@ -152,20 +155,37 @@ def test_the_answer_shows_probabilities_and_the_heat_map(open_page, proxy, serve
     expect(page.locator("#bars .bar.best")).to_have_attribute("data-digit", "2")
     assert_heat_map(page, answer)
 
-    page.click("#bars .bar[data-digit='3']")          # why not a 3?
-    expect(page.locator("#why-title")).to_have_text("Why not 3?")
-    assert answer_shown(page) == "2" and answers[-1]["target"] == 3
+    page.click("#bars .bar[data-digit='3']")          # why a 2, not a 3?
+    expect(page.locator("#why-title")).to_contain_text("Why 2 and not 3")
+    assert answer_shown(page) == "2" and (answers[-1]["target"], answers[-1]["versus"]) == (2, 3)
     expect(page.locator("#bars .bar[data-digit='3']")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".why figcaption")).to_contain_text("Red pushes toward 2, blue toward 3")
     assert_heat_map(page, answers[-1])
+    screenshot(page, "answer")
+    page.click("#bars .bar[data-digit='2']")          # the answer's own bar: why a 2?
+    expect(page.locator("#why-title")).to_have_text("Why 2?")
+    assert "versus" not in answers[-1]
 
     page.keyboard.press("Control+z")                   # the 2 is one stroke: undone, the pad is blank
     expect(page.locator("#idle")).to_be_visible()
     assert not pad_inked(page)
 
 
+def assert_in_view(page, *selectors: str) -> None:
+    """Every element the selectors match lies wholly inside the viewport, which has not scrolled."""
+    size = page.viewport_size
+    assert page.evaluate("[window.scrollX, window.scrollY]") == [0, 0]
+    for selector in selectors:
+        for element in page.locator(selector).all():
+            box = element.bounding_box()
+            assert box and box["x"] >= 0 and box["y"] >= 0, selector
+            assert box["x"] + box["width"] <= size["width"] and box["y"] + box["height"] <= size["height"], selector
+
+
 def assert_heat_map(page, answer: dict) -> None:
-    """The 32x32 map is the answer's: red where a pixel speaks for the target, blue against, white
-    where the normalized digit, padded to the model's input, has no ink, and not where it has some."""
+    """The 32x32 map is the answer's: red where a pixel speaks for the target, blue against; a map
+    of the target alone (from a blank page) is white where the normalized digit, padded to the
+    model's input, has no ink, and not where it has some; a contrast colours empty paper too."""
     pixels = np.array(page.evaluate("""() => {
         const canvas = document.querySelector('#heatmap');
         return Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data);
@@ -178,7 +198,19 @@ def assert_heat_map(page, answer: dict) -> None:
     assert (blue > red)[strong & (attributions < 0)].all()
     ink = np.pad(np.array(answer["normalized_digit"]), 2)
     white = (pixels[..., :3] == 255).all(axis=-1)
-    assert white[ink == 0].all() and not white[ink >= 16].any()
+    assert not white[ink >= 16].any()
+    assert white[ink == 0].all() == ("versus" not in answer)
+
+
+def test_a_picked_bar_brings_its_map_into_view_on_a_short_screen(open_page, proxy, server, test_set):
+    """On a screen too short for the bars and the map together, picking a bar scrolls its map
+    into view (clicking scrolls the bar to mid-screen; the map below it reaches past the edge)."""
+    page = open_page(proxy.url, server.key(), {"width": 1100, "height": 440})
+    draw(page, first_of_each_class(test_set)[7])
+    assert answer_shown(page) == "7"
+    page.click("#bars .bar[data-digit='9']")
+    expect(page.locator("#why-title")).to_contain_text("Why 7 and not 9")
+    expect(page.locator("#heatmap")).to_be_in_viewport(ratio=0.99)   # to the subpixel
 
 
 def test_image_files_are_read_from_the_picker_drag_and_drop_and_paste(open_page, proxy, server, test_set):
@@ -210,7 +242,7 @@ def test_image_files_are_read_from_the_picker_drag_and_drop_and_paste(open_page,
 
 
 def test_a_phone_touch_and_the_keyboard_reach_everything(open_page, proxy, server, test_set, screenshot):
-    """On a 360 px touch screen nothing scrolls sideways, a finger draws, and the camera button
+    """On a 390 px touch screen nothing scrolls sideways, a finger draws, and the camera button
     shows; Tab reaches the buttons in order, Enter on "Read digit" sends the blank pad (the
     no-digit sentence), Enter on "Choose image..." opens the file chooser."""
     page = open_page(proxy.url, server.key(), PHONE, is_mobile=True, has_touch=True)
@@ -242,6 +274,32 @@ def test_a_phone_touch_and_the_keyboard_reach_everything(open_page, proxy, serve
     assert answer_shown(page) == "6"
 
 
+def test_on_a_phone_the_answer_and_its_map_are_on_screen(open_page, proxy, server, test_set, screenshot):
+    """On a 390x844 touch screen, after a finger draws: the answer, its confidence, the ten bars
+    and the map are on screen without scrolling; a tapped bar's map is there too, with a caption
+    that names both digits; the help speaks of a finger, never of keys."""
+    page = open_page(proxy.url, server.key(), PHONE, is_mobile=True, has_touch=True)
+    answers = []
+    page.on("response", lambda r: r.url.endswith("/explanations/mnist") and r.ok and answers.append(r.json()))
+    help_text = page.inner_text("#help")
+    assert "finger" in help_text and "Ctrl" not in help_text and "keyboard" not in help_text
+    assert page.inner_text("#pad-hint") == "Draw one digit here"
+    draw(page, first_of_each_class(test_set)[3], touch=page.context.new_cdp_session(page))
+    assert answer_shown(page) == "3"
+    assert_in_view(page, "#digit", "#confidence", "#bars .bar", "#heatmap")
+    assert page.inner_text("#bars-hint").startswith("Tap a digit")
+    page.tap("#bars .bar[data-digit='8']")
+    expect(page.locator("#why-title")).to_contain_text("Why 3 and not 8")
+    settled(page)
+    assert (answers[-1]["target"], answers[-1]["versus"]) == (3, 8)
+    expect(page.locator("#legend-blue")).to_have_text("toward 8")
+    expect(page.locator("#legend-red")).to_have_text("toward 3")
+    expect(page.locator("#why-text")).to_contain_text("where an 8 would have ink that this drawing lacks")
+    assert_in_view(page, "#digit", "#bars .bar", "#heatmap", "#why-title")
+    assert_heat_map(page, answers[-1])
+    screenshot(page, "phone")
+
+
 def test_a_missing_or_wrong_key_is_told_and_a_pasted_key_works(open_page, proxy, server, test_set, screenshot):
     page = open_page(proxy.url)
     assert "make demo" in message_shown(page)
@@ -254,9 +312,9 @@ def test_a_missing_or_wrong_key_is_told_and_a_pasted_key_works(open_page, proxy,
     assert "refused this page's key" in message_shown(page)
     screenshot(page, "wrong-key")
     page.fill("#key-input", server.key())
-    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")                        # the 4 already on the pad is read at once
     expect(page.locator("#key-panel")).to_be_hidden()
-    page.click("#read")
+    expect(page.locator("#digit")).to_have_text("4")
     assert answer_shown(page) == "4"
 
 

@@ -25,6 +25,7 @@ from model.inference import load_model
 from model.errors import RequestError
 from model.preprocess import prepare, to_model_input
 from training.data import ensure_mnist, load_digits, load_raw
+from training.evaluate import calibration_error, predict
 from training.user_styles import USER_STYLES
 
 CALIBRATION_DIGITS = 150    # per user style: 1,950 images, a few seconds to draw
@@ -57,19 +58,6 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *more) -> float:
     return round(grid[nll.argmin()].item(), 4)
 
 
-def calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
-    """Expected calibration error: |confidence - accuracy| averaged over confidence bins."""
-    confidence, predicted = probabilities.max(dim=1)
-    correct = (predicted == labels).float()
-    edges = torch.linspace(0, 1, bins + 1)
-    error = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        members = (confidence > lo) & (confidence <= hi)
-        if members.any():
-            error += members.float().mean() * (confidence[members].mean() - correct[members].mean()).abs()
-    return round(float(error), 6)
-
-
 def calibration_report(train_logits, train_labels, style_logits, style_labels, test_logits, test_labels) -> dict:
     temperature = fit_temperature(train_logits, train_labels, style_logits, style_labels)
     return {
@@ -80,8 +68,6 @@ def calibration_report(train_logits, train_labels, style_logits, style_labels, t
 
 
 def main(argv=None) -> dict:
-    from training.evaluate import predict
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("state_dict")
     parser.add_argument("--data-root", default="data")

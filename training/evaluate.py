@@ -30,7 +30,6 @@ from model.inference import calibrated, load_model, served_temperature
 from model.errors import RequestError
 from model.preprocess import prepare, to_model_input
 from training import eval_sets
-from training.calibrate import calibration_error
 from training.data import ensure_mnist, load_digits, load_raw
 from training.user_styles import USER_STYLES
 
@@ -47,6 +46,19 @@ def predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 2000
     logits = torch.cat([model(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
     model.train(was_training)
     return logits
+
+
+def calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """Expected calibration error: |confidence - accuracy| averaged over confidence bins."""
+    confidence, predicted = probabilities.max(dim=1)
+    correct = (predicted == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    error = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        members = (confidence > lo) & (confidence <= hi)
+        if members.any():
+            error += members.float().mean() * (confidence[members].mean() - correct[members].mean()).abs()
+    return round(float(error), 6)
 
 
 def report(predicted: torch.Tensor, labels: torch.Tensor) -> dict:

@@ -57,9 +57,8 @@ def ema_with_warmup(decay: float):
     return update
 
 
-def train(cfg: dict, model_input=to_model_input) -> dict:
-    """Train LeNet-5 as `cfg` says; `model_input` maps the 28x28 digits to the network's input
-    (experiments/pad_vs_resize.py tries another mapping)."""
+def train(cfg: dict) -> dict:
+    """Train LeNet-5 as `cfg` says, on the network's inputs as serving makes them (to_model_input)."""
     torch.manual_seed(cfg["seed"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -71,8 +70,8 @@ def train(cfg: dict, model_input=to_model_input) -> dict:
     if cfg["train_subset"]:
         train_digits, train_labels = train_digits[:cfg["train_subset"]], train_labels[:cfg["train_subset"]]
     test_digits, test_labels = load_digits(root, train=False)
-    x_train, y_train = model_input(train_digits).to(device), train_labels.to(device)
-    x_test, y_test = model_input(test_digits).to(device), test_labels.to(device)
+    x_train, y_train = to_model_input(train_digits).to(device), train_labels.to(device)
+    x_test, y_test = to_model_input(test_digits).to(device), test_labels.to(device)
 
     model = LeNet5().to(device)
     # An exponential moving average of the weights (and BatchNorm statistics) is what we

@@ -26,11 +26,12 @@ export function useKey(key) {
   sessionStorage.setItem(KEY_ITEM, key.trim());
 }
 
-/** The digit in an image, its probabilities and the map of why (for `target`, else the answer). */
-export function explain(image, target, signal) {
+/** The digit in an image, its probabilities and the map of why it is that digit: and not `versus`,
+ * when given. */
+export function explain(image, versus, signal) {
   const form = new FormData();
   form.append("data", image, image.name || "digit.png");
-  if (target !== undefined) form.append("target", String(target));
+  if (versus !== undefined) form.append("versus", String(versus));
   return call("/explanations/mnist", { method: "POST", body: form, signal }, image.size);
 }
 

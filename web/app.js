@@ -1,5 +1,7 @@
 // The page's wiring: what the user does (draw, undo, clear, choose, drop, paste, photograph,
 // pick a bar) -> one request to /explanations -> the answer or the sentence that explains a refusal.
+// A bar other than the answer's asks "why the answer and not this digit?"; the answer's own bar
+// asks "why this digit?".
 
 import { Refusal, adoptKeyFromLink, explain, ping, useKey } from "./api.js";
 import { Pad } from "./pad.js";
@@ -10,13 +12,15 @@ const READ_AFTER_MS = 350;   // a pause after a stroke reads the digit: a 4 or a
 const $ = (selector) => document.querySelector(selector);
 const elements = {
   digit: $("#digit"), confidence: $("#confidence"), doubt: $("#doubt"), whyTitle: $("#why-title"),
-  heatmap: $("#heatmap"), bars: buildBars($("#bars"), (digit) => read(digit)),
+  whyText: $("#why-text"), legendBlue: $("#legend-blue"), legendRed: $("#legend-red"),
+  heatmap: $("#heatmap"), bars: buildBars($("#bars"), pick),
 };
 
 let chosenFile = null;   // a chosen image is sent as it is; a drawing as a PNG of the pad
 let pending = null;      // the timer of a read after a stroke
 let inFlight = null;     // the AbortController of the request whose answer the page waits for
 let lastTry = null;      // what "Try again" repeats
+let answered = null;     // the digit of the answer on show
 
 const pad = new Pad($("#pad"), {
   start() {
@@ -64,25 +68,37 @@ function withCode(sentence) {
   });
 }
 
-/** Read the pad or the chosen file; `target` asks why (not) that digit instead of the answer. */
-async function read(target) {
+/** A bar picked: why the answer and not that digit, or, for the answer's own bar, why it. The map
+ * is brought into view when it is not (a short screen, or the page scrolled). */
+async function pick(digit) {
+  if (await read(digit === answered ? undefined : digit)) {
+    elements.heatmap.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  }
+}
+
+/** Read the pad or the chosen file; `versus` asks why the answer and not that digit. Resolves to
+ * whether an answer is shown. */
+async function read(versus) {
   cancelPending();
   inFlight?.abort();
   const request = new AbortController();
   inFlight = request;
-  lastTry = () => read(target);
+  lastTry = () => read(versus);
   setBusy(true);
   try {
     const image = chosenFile ?? pad.toBlob();
-    const answer = await explain(image, target, request.signal);
-    if (inFlight !== request) return;
+    const answer = await explain(image, versus, request.signal);
+    if (inFlight !== request) return false;
+    answered = answer.digit;
     showAnswer(elements, answer);
     show("answer");
     $("#key-panel").hidden = true;
+    return true;
   } catch (error) {
-    if (error.name === "AbortError" || inFlight !== request) return;
+    if (error.name === "AbortError" || inFlight !== request) return false;
     if (!(error instanceof Refusal)) throw error;
     show("refusal", error);
+    return false;
   } finally {
     if (inFlight === request) {
       inFlight = null;
@@ -106,12 +122,14 @@ function reset() {
   show("idle");
 }
 
-/** Ask the server whether it is up and takes the key, so a stale link is told at once. */
-async function checkKey() {
+/** Ask the server whether it is up and takes the key, so a stale link is told at once; with a new
+ * key, a digit already on the pad is read at once. */
+async function checkKey({ readPad = false } = {}) {
   try {
     await ping();
     $("#key-panel").hidden = true;
-    if (!$("#message").hidden) show($("#result").hidden ? "idle" : "answer");
+    if (readPad && !pad.empty) await read();
+    else if (!$("#message").hidden) show($("#result").hidden ? "idle" : "answer");
   } catch (error) {
     if (!(error instanceof Refusal)) throw error;
     show("refusal", error);
@@ -166,9 +184,9 @@ $("#key-form").addEventListener("submit", (event) => {
   event.preventDefault();
   useKey($("#key-input").value);
   $("#key-input").value = "";
-  checkKey();
+  checkKey({ readPad: true });
 });
-window.addEventListener("hashchange", () => adoptKeyFromLink() && checkKey());
+window.addEventListener("hashchange", () => adoptKeyFromLink() && checkKey({ readPad: true }));
 
 $("#photo").hidden = !matchMedia("(pointer: coarse)").matches;   // phones and tablets: the camera
 adoptKeyFromLink();

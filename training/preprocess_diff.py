@@ -1,30 +1,33 @@
-"""What a change to the normalizer changes: model/preprocess.py against another version, image
-by image, on every evaluation set and on flat ruled and squared templates.
+"""What a change to model/preprocess.py changes, image by image: this tree's normalizer against
+another revision's (`make preprocess-diff`, docs/robustness.md), run before committing any
+change to preprocessing.
 
-    git show main:model/preprocess.py > /tmp/preprocess_main.py
-    PYTHONPATH=. python experiments/preprocess_diff.py /tmp/preprocess_main.py --count 300
-    PYTHONPATH=. python experiments/preprocess_diff.py /tmp/preprocess_main.py --only-random --seed 8
+    make preprocess-diff                                    # against main, 300 per user style
+    make preprocess-diff BASE=HEAD~1 COUNT=50 PAGES=100
+    python -m training.preprocess_diff main --only-random --seed 8
 
 For the 10,000 MNIST test digits, the first `--count` test digits per user style and the
 independent sets (`training.eval_sets`; the held-out `printed` only with `--held-out`): how
 many normalized digits differ (and the first ones' indices) and how many images each version
 refuses. Then flat templates as a drawing app makes them, grey lines with or without a digit
 on them: whether each version refuses them, and how far the digit it reads lies from the plain
-digit's normalization (mean grey levels). Last,
-`--random` random flat templates (page size, line count, spacing, width, grey, tilt, ruled or
-squared), each empty and with a random MNIST test digit pasted at a random size and place:
-how many empty ones each version refuses, and how many digits `--weights` reads right (and
-how many of those only the baseline does).
+digit's normalization (mean grey levels). Last, `--random` random flat templates (page size,
+line count, spacing, width, grey, tilt, ruled or squared), each empty and with a random MNIST
+test digit pasted at a random size and place: how many empty ones each version refuses, and how
+many digits `--weights` reads right (and how many of those only the baseline does).
 """
 import argparse
+import importlib.util
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from configuration import handler_settings
-from experiments.templates import random_template
-from experiments.preprocess_cost import load_preprocess
+from configuration import REPO, handler_settings
+from model import preprocess as this_preprocess
 from model.errors import RequestError
 from model.inference import load_model
 from model.preprocess import to_model_input
@@ -50,6 +53,20 @@ def template(size, lines, columns, width, grey, tilt, digit=None) -> bytes:
         side = int(0.7 * min(w, h))
         paste_digit(page, digit, (w - side) // 2, (h - side) // 2, side)
     return encode(page)
+
+
+def random_template(rng: np.random.Generator) -> Image.Image:
+    """A flat template no test was made from: 120-500 px wide, 2-7 ruled lines (half the
+    pages squared as well), 1-4 px wide, grey 140-229, tilted up to 7 px across the page."""
+    w = int(rng.integers(120, 500))
+    h = int(w * rng.uniform(0.6, 1.4))
+    lines, columns = int(rng.integers(2, 7)), int(rng.integers(0, 8)) if rng.random() < 0.5 else 0
+    width, grey, tilt = int(rng.integers(1, 5)), int(rng.integers(140, 230)), int(rng.integers(0, 8))
+    step = h // (lines + 1)
+    offset = int(rng.integers(0, step // 2 + 1))
+    column_step = w // (columns + 1)
+    return ruled_page((w, h), range(offset + step // 2, h, step),
+                      range(offset + column_step // 2, w, column_step) if columns else (), width, grey, tilt)
 
 
 def random_templates(versions, digits, labels, count: int, seed: int, weights: str, max_pixels: int) -> None:
@@ -82,6 +99,20 @@ def random_templates(versions, digits, labels, count: int, seed: int, weights: s
     print(f"| with a digit, read right | {right[0]} | {right[1]} | {lost[1]} |")
 
 
+def baseline_preprocess(base: str):
+    """model/preprocess.py as the git revision `base` has it (or the file at that path), loaded as a module."""
+    with tempfile.TemporaryDirectory(prefix="preprocess-diff-") as tmp:
+        path = Path(base)
+        if not path.is_file():
+            path = Path(tmp) / "preprocess_base.py"
+            path.write_bytes(subprocess.run(["git", "show", f"{base}:model/preprocess.py"], cwd=REPO, check=True,
+                                            capture_output=True).stdout)
+        spec = importlib.util.spec_from_file_location("preprocess_base", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
 def normalized(preprocess, data: bytes, max_pixels: int):
     try:
         return preprocess.prepare(data, max_pixels)
@@ -91,17 +122,19 @@ def normalized(preprocess, data: bytes, max_pixels: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("baseline", help="path of the other preprocess.py")
+    parser.add_argument("base", nargs="?", default="main",
+                        help="the git revision (or the path of a preprocess.py) to compare with")
     parser.add_argument("--count", type=int, default=300, help="test digits per user style")
     parser.add_argument("--random", type=int, default=300, help="random templates")
     parser.add_argument("--seed", type=int, default=8, help="of the random templates")
-    parser.add_argument("--weights", default="artifacts/lenet5_mnist.pt", help="reads the random templates' digits")
+    parser.add_argument("--weights", default=str(REPO / "artifacts" / "lenet5_mnist.pt"),
+                        help="reads the random templates' digits")
     parser.add_argument("--only-random", action="store_true", help="measure the random templates only")
     parser.add_argument("--held-out", action="store_true", help="count changes on the held-out `printed` set too")
     args = parser.parse_args()
-    versions = load_preprocess(args.baseline), load_preprocess(None)
+    versions = baseline_preprocess(args.base), this_preprocess
     max_pixels = handler_settings()["max_pixels"]
-    root = ensure_mnist("data")
+    root = ensure_mnist(REPO / "data")
     digits, labels = (a.numpy() for a in load_raw(root, train=False))
     if not args.only_random:
         every_set(versions, digits, root, args.count, max_pixels, args.held_out)
