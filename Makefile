@@ -10,7 +10,7 @@ MAR := model_store/mnist.mar
 SOURCES := $(wildcard model/*.py) $(wildcard handler/*.py) config/model-config.yaml config/archive-requirements.txt \
            scripts/archive.sh training/digit_means.py
 
-.PHONY: help setup data train evaluate preprocess-diff explain archive serve stop smoke test bench image soak hostile fuzz bench-sweep monitor
+.PHONY: help setup data train evaluate preprocess-diff explain archive serve stop smoke test bench image image-base image-test soak hostile fuzz bench-sweep monitor
 
 help:                                         ## this list: every target and what it does (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
@@ -77,8 +77,16 @@ hostile: archive                              ## 8 hostile clients beside 8 good
 fuzz: archive                                 ## the fuzz properties with FUZZ_EXAMPLES (5000) inputs each, counted
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
-image: archive                                ## the serving image (needs a Docker engine with BuildKit)
-	docker build --build-arg REVISION=$$(git rev-parse HEAD) -t mnist-torchserve .
+# The image (docs/container.md): a docker CLI with BuildKit (buildx, or Debian's docker.io); a
+# dockerd is started when none answers. CA_BUNDLE=file: a CA bundle for a TLS-intercepting proxy.
+image: archive                                ## the serving image mnist-torchserve (base: the registry's, else make image-base's)
+	python -m scripts.image build $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
+
+image-base: setup                             ## mnist-base:bookworm from the host's Debian mirror by debootstrap (kept once made)
+	python -m scripts.image base
+
+image-test: archive                           ## build the image, run it with no network: healthy, a 7, an explanation, a 400, not root, stop
+	CA_BUNDLE=$(CA_BUNDLE) python -m pytest -q -s tests/test_image.py
 
 # --- GPU check (docs/gpu.md) ---
 .PHONY: gpu-bundle gpu-check

@@ -16,6 +16,12 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 lean=()   # installed without their recommendations (Prometheus recommends its node exporter)
 { command -v prometheus && command -v promtool; } >/dev/null || lean+=(prometheus)
+# tests/test_image.py (skipped with IMAGE_TEST=0): Docker's engine with BuildKit built in, and
+# debootstrap for the image's base where no registry is reachable (docs/container.md).
+if [ "${IMAGE_TEST:-}" != 0 ]; then
+  command -v dockerd >/dev/null || lean+=(docker.io)
+  command -v debootstrap >/dev/null || lean+=(debootstrap)
+fi
 if [ $(( ${#packages[@]} + ${#lean[@]} )) -gt 0 ]; then
   echo "[setup] installing ${packages[*]} ${lean[*]} (Debian packages)"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -24,27 +24,14 @@ import psutil
 import pytest
 import requests
 
+from harness.docker import DOCKERFILE, instructions, serving_requirements
 from harness.server import ARCHIVE, PORTS, REPO, Server, free_ports, write_server_config
 from training.user_styles import mnist_png
 
-DOCKERFILE = REPO / "Dockerfile"
 BIN = Path(sys.executable).parent   # the venv whose versions the tests run
 CONFIG_FILES = ["config/config.properties", "config/log4j2.xml"]   # what the image copies
 SERVING_PACKAGES = ["torch", "torchvision", "torchserve", "torch-model-archiver", "pyyaml", "numpy", "pillow",
                     "captum", "matplotlib", "tqdm"]
-
-
-def instructions() -> list[tuple[str, str, str]]:
-    """(stage, INSTRUCTION, arguments) for each Dockerfile instruction; the last stage is 'final'."""
-    found, stage = [], ""
-    for line in re.sub(r"\\\n", " ", DOCKERFILE.read_text()).splitlines():
-        keyword, _, args = line.strip().partition(" ")
-        if not keyword or keyword.startswith("#"):
-            continue
-        if keyword == "FROM":
-            stage = args.split(" AS ")[1].strip() if " AS " in args else "final"
-        found.append((stage, keyword, " ".join(args.split())))
-    return found
 
 
 def pins(text: str) -> dict[str, str]:
@@ -78,11 +65,9 @@ def test_image_installs_the_pins_the_tests_run(tmp_path):
     assert f"from=requirements,source=/stage/{Path(requirements_file).name}," in installs[0]
     assert f"target={requirements_file}" in installs[0]
 
-    shutil.copy(REPO / "requirements.txt", tmp_path)
-    for stage, keyword, args in instructions():
-        if stage == "requirements" and keyword == "RUN":
-            subprocess.run(["sh", "-c", args], cwd=tmp_path, check=True)
-    installed = pins((tmp_path / Path(requirements_file).name).read_text())
+    subset = serving_requirements(tmp_path)
+    assert subset.name == Path(requirements_file).name
+    installed = pins(subset.read_text())
     pinned = pins((REPO / "requirements.txt").read_text())
 
     assert installed.items() <= pinned.items()
@@ -109,13 +94,17 @@ def dockerignored(path: str) -> bool:
 
 def test_image_ships_what_the_tests_run():
     sources = [str(found.relative_to(REPO))
-               for _, keyword, args in instructions() if keyword == "COPY" and "--from=" not in args
+               for stage, keyword, args in instructions()
+               if keyword == "COPY" and "--from=" not in args and stage != "wheels"
                for pattern in args.split()[:-1] if not pattern.startswith("--")
                for found in sorted(REPO.glob(pattern))]
     assert sorted(sources) == sorted([str(ARCHIVE.relative_to(REPO)), "requirements.txt", *CONFIG_FILES,
                                       "container/container_start.sh", "container/healthcheck.py",
                                       "container/usable_cpus.py"])
     assert [path for path in sources if dockerignored(path)] == []
+    # `make image`'s wheels are an input of the pip step only, never a file of the image.
+    assert [args for stage, keyword, args in instructions() if stage == "wheels"] == ["scratch AS wheels", ".image/wheel[s]/ /"]
+    assert not dockerignored(".image/wheels/torch-2.14.1-cp311-cp311-manylinux_2_28_x86_64.whl")
     final = [(keyword, args) for stage, keyword, args in instructions() if stage == "final"]
     assert ("COPY", "--from=model /stage/mnist.mar model_store/") in final
     assert ("ENTRYPOINT", '["/usr/local/bin/container_start.sh"]') in final
