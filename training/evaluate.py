@@ -12,15 +12,19 @@ preprocessing (`model.preprocess`) and at the softmax temperature recorded besid
 - `user_styles`: the first `--count` test digits redrawn by `training.user_styles` (the
   development set the preprocessing was built against), per style and in total;
 - `other_writers`, `second_camera`, `printed`, `not_digits`: `training.eval_sets`, never
-  tuned on (`printed` was held out until the end); `not_digits` per kind and in total.
+  tuned on (`printed` was held out until the end); `not_digits` per kind and in total;
+- `page_photos`: `training.page_photos`, held out: photographed pages, per kind, then its digits
+  and its no-digit pages in total.
 
 Every generated image is encoded as a file and decoded as the handler decodes it. For each set
 the table gives accuracy (a refused digit counts as wrong), the share refused with 422, the
 expected calibration error of the answers and the number of wrong answers with confidence
->= 0.95; for `not_digits`, the share refused or answered below 0.5 confidence.
+>= 0.95; for images holding no digit, the share refused or answered below 0.5 confidence; for
+every set, the preprocessing's time per image (decoding included, one process).
 """
 import argparse
 import json
+import time
 
 import numpy as np
 import torch
@@ -29,13 +33,13 @@ from configuration import handler_settings
 from model.inference import calibrated, load_model, served_temperature
 from model.errors import RequestError
 from model.preprocess import prepare, to_model_input
-from training import eval_sets
+from training import eval_sets, page_photos
 from training.data import ensure_mnist, load_digits, load_raw
 from training.user_styles import USER_STYLES
 
 CONFIDENT = 0.95      # a wrong answer at least this confident is counted on its own
 UNSURE = 0.5          # a non-digit answered below this confidence is harmless
-SET_NAMES = ("mnist", "user_styles", *eval_sets.SETS, *eval_sets.HELD_OUT, *eval_sets.NOT_DIGITS)
+SET_NAMES = ("mnist", "user_styles", *eval_sets.SETS, *eval_sets.HELD_OUT, *eval_sets.NOT_DIGITS, "page_photos")
 
 
 @torch.inference_mode()
@@ -135,6 +139,14 @@ def non_digit_report(probabilities: torch.Tensor, refusals: list) -> dict:
     }
 
 
+def labelled_report(labels: list):
+    """The report of images with these labels: a digit set's, or a non-digit set's where None."""
+    if labels[0] is None:
+        return non_digit_report
+    labels = torch.tensor(labels)
+    return lambda probabilities, refusals: digit_set_report(probabilities, refusals, labels)
+
+
 def style_sets(root, count: int, seed: int = 0, styles=tuple(USER_STYLES)) -> dict:
     """{style: (images, labels)}: the first `count` test digits drawn in each of `styles` (every
     user style by default); a style draws the same images whichever others are chosen."""
@@ -159,10 +171,17 @@ def evaluate_sets(models: dict, root, names, count: int, styles=tuple(USER_STYLE
     `styles`; `models` maps names to (model, temperature). Each image is preprocessed once."""
     results = {name: {} for name in models}
 
-    def measure(set_name, images, report):
-        digits, refusals = prepared(images)
+    def score(set_name, digits, refusals, report, seconds):
         for model_name, (model, temperature) in models.items():
-            results[model_name][set_name] = report(answers(model, temperature, digits, refusals), refusals)
+            results[model_name][set_name] = {**report(answers(model, temperature, digits, refusals), refusals),
+                                             "ms_per_image": round(1000 * seconds, 2)}
+
+    def measure(set_name, images, report):
+        start = time.perf_counter()
+        digits, refusals = prepared(images)
+        seconds = (time.perf_counter() - start) / len(images)
+        score(set_name, digits, refusals, report, seconds)
+        return digits, refusals, seconds
 
     if "user_styles" in names:
         everything, every_label = [], []
@@ -182,19 +201,34 @@ def evaluate_sets(models: dict, root, names, count: int, styles=tuple(USER_STYLE
             mine = [i for i, k in enumerate(kinds) if k == kind]
             measure(f"{name}/{kind}", [images[i] for i in mine], non_digit_report)
         measure(name, list(images), non_digit_report)
+    if "page_photos" in names:   # each photo is preprocessed once: the totals reuse its kind's
+        items = page_photos.page_photos(root)
+        pooled = {"digits": ([], [], []), "not_digits": ([], [], [])}   # digits, refusals, labels
+        seconds = {"digits": 0.0, "not_digits": 0.0}
+        for kind in dict.fromkeys(kind for _, _, kind in items):
+            images = [image for image, _, k in items if k == kind]
+            labels = [label for _, label, k in items if k == kind]
+            part = "not_digits" if labels[0] is None else "digits"
+            digits, refusals, per_image = measure(f"page_photos/{kind}", images, labelled_report(labels))
+            for pool, new in zip(pooled[part], (digits, refusals, labels)):
+                pool.extend(new)
+            seconds[part] += per_image * len(images)
+        for part, (digits, refusals, labels) in pooled.items():
+            score(f"page_photos/{part}", digits, refusals, labelled_report(labels), seconds[part] / len(refusals))
     return results
 
 
 def print_table(sets: dict) -> None:
-    print("| set | images | accuracy | refused | calibration error | wrong >= 0.95 | refused or < 0.5 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| set | images | accuracy | refused | calibration error | wrong >= 0.95 | refused or < 0.5 | ms per image |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in sets.items():
         if "accuracy" in r:
             ece = "-" if r["calibration_error"] is None else f"{r['calibration_error']:.3f}"
             print(f"| {name} | {r['count']} | {r['accuracy']:.2%} | {r['refused']:.2%} | {ece} | "
-                  f"{r['wrong_above_0.95']} | - |")
+                  f"{r['wrong_above_0.95']} | - | {r['ms_per_image']:.1f} |")
         else:
-            print(f"| {name} | {r['count']} | - | {r['refused']:.2%} | - | - | {r['refused_or_below_0.5']:.2%} |")
+            print(f"| {name} | {r['count']} | - | {r['refused']:.2%} | - | - | {r['refused_or_below_0.5']:.2%} | "
+                  f"{r['ms_per_image']:.1f} |")
 
 
 def main(argv=None) -> dict:
