@@ -16,7 +16,7 @@ help:                                         ## this list: every target and wha
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
 	  while IFS=$$'\t' read -r target note; do printf '  make %-16s %s\n' "$$target" "$$note"; done
 
-setup: .venv/.installed                       ## .venv and .venv-kserve with the pinned requirements; Java 17, nginx, Chromium, Prometheus from apt when missing
+setup: .venv/.installed                       ## .venv and .venv-kserve with the pinned requirements; Java 17, nginx (+ njs), Chromium, Prometheus, docker.io, debootstrap from apt when missing
 .venv/.installed: requirements.txt requirements-bench.txt scripts/setup.sh
 	scripts/setup.sh
 	touch $@
