@@ -5,8 +5,8 @@
 
 TorchServe's /ping says Healthy as soon as the frontend is up, seconds before a worker can
 answer, and goes on saying it after every worker died. So this asks the management API for the
-model's workers (at least one READY; every one with --all-workers, what start-up waits for),
-then sends a known digit, MNIST test image 0 (a 7), to the inference API and checks the answer.
+workers of every model config.properties loads (mnist and its heavy lane; at least one READY
+each, every one with --all-workers, what start-up waits for), then sends a known digit, MNIST test image 0 (a 7), to the inference API and checks the answer.
 
 CONFIG is the server's config.properties (config/config.properties in the working directory by
 default); its addresses are used with TorchServe's TS_<KEY> environment overrides, and
@@ -92,6 +92,13 @@ def envelope_answer(envelope: str, reply) -> dict:
     return reply
 
 
+def loaded_models(config: dict) -> list[str]:
+    """The model names load_models starts ("name=file.mar,...": mnist and its heavy lane, each
+    with workers of its own); mnist alone where the config names none (KServe's model_snapshot)."""
+    entries = [entry.strip() for entry in config.get("load_models", "").split(",") if entry.strip()]
+    return [entry.rpartition("=")[0] or entry.removesuffix(".mar") for entry in entries] or [MODEL]
+
+
 def check(config: dict, all_workers: bool) -> str:
     """What was checked, or Unhealthy saying why not."""
     key_file = os.environ.get("KEY_FILE", "key_file.json")
@@ -103,11 +110,13 @@ def check(config: dict, all_workers: bool) -> str:
         except (OSError, ValueError) as error:
             raise Unhealthy(f"no TorchServe keys: {error}") from error
     management = local_url(config.get("management_address", "http://127.0.0.1:8081"))
-    described = call(f"{management}/models/{MODEL}", keys.get("management", {}).get("key"), MANAGEMENT_TIMEOUT_S)
-    statuses = [worker["status"] for worker in described[0]["workers"]]
-    ready = statuses.count("READY")
-    if not ready or (all_workers and ready < len(statuses)):
-        raise Unhealthy(f"workers of {MODEL}: {statuses or 'none'}, not READY")
+    ready = total = 0
+    for model in loaded_models(config):
+        described = call(f"{management}/models/{model}", keys.get("management", {}).get("key"), MANAGEMENT_TIMEOUT_S)
+        statuses = [worker["status"] for worker in described[0]["workers"]]
+        if not statuses.count("READY") or (all_workers and statuses.count("READY") < len(statuses)):
+            raise Unhealthy(f"workers of {model}: {statuses or 'none'}, not READY")
+        ready, total = ready + statuses.count("READY"), total + len(statuses)
 
     inference = local_url(config.get("inference_address", "http://127.0.0.1:8080"), os.environ.get("INFERENCE_PORT"))
     envelope = config.get("service_envelope", "")
@@ -120,7 +129,7 @@ def check(config: dict, all_workers: bool) -> str:
         raise Unhealthy(f"unexpected answer to the known digit: {reply}") from error
     if digit != KNOWN_DIGIT:
         raise Unhealthy(f"the known {KNOWN_DIGIT} was answered {digit}")
-    return f"{ready}/{len(statuses)} workers READY, the known {KNOWN_DIGIT} answered right"
+    return f"{ready}/{total} workers READY, the known {KNOWN_DIGIT} answered right"
 
 
 def main() -> int:

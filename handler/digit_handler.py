@@ -27,7 +27,7 @@ from ts.utils.util import PredictionException
 from handler.explain import DIGIT_MEANS, Explainer
 from handler.metric_lines import batched_metric_lines
 from handler.payload import Batch, parse
-from model.errors import InternalError, RequestError, TooManyExplanations, TooManyPixels
+from model.errors import ForHeavyLane, InternalError, RequestError, TooManyExplanations, TooManyPixels
 from model.inference import TRAINING_RECORD, answer, probabilities
 from model.preprocess import INPUT_SIZE, load_image, open_image, prepare, to_model_input
 
@@ -67,6 +67,7 @@ class DigitHandler(BaseHandler):
         self.explain_max_per_batch = int(settings["explain_max_per_batch"])
         self.max_pixels_per_batch = int(settings["max_pixels_per_batch"])
         self.pixel_share = self.max_pixels_per_batch // int(context.model_yaml_config.get("batchSize", 1))
+        self.fast_lane_max_pixels = int(settings["fast_lane_max_pixels"])
         return_large_buffers_to_the_os(int(settings["malloc_mmap_threshold"]))
         if "torch_threads" in settings:
             torch.set_num_threads(int(settings["torch_threads"]))
@@ -122,7 +123,9 @@ class DigitHandler(BaseHandler):
                 content_types = {name: value.get("content-type") for name, value in headers.items()
                                  if isinstance(value, dict)}   # TorchServe's per-field headers
                 request = parse(row, headers.get("explain") == "True", content_types)
-                digit = None if request.image is None else torch.from_numpy(self._prepare(request.image, batch))
+                fast_lane = any(name.lower() == ForHeavyLane.marker.lower() for name in headers)
+                digit = (None if request.image is None
+                         else torch.from_numpy(self._prepare(request.image, batch, fast_lane)))
                 if headers.get("explain") == "True":
                     if len(batch.explain) == self.explain_max_per_batch:
                         raise TooManyExplanations(f"this batch already holds {self.explain_max_per_batch} "
@@ -148,14 +151,18 @@ class DigitHandler(BaseHandler):
         self._count("DigitPreprocessMs", (time.perf_counter() - started) * 1000)
         return batch
 
-    def _prepare(self, image, batch: Batch):
+    def _prepare(self, image, batch: Batch, fast_lane: bool):
         """The digit of an image, decoded only within its batch's pixel budget: whatever a batch
         holds, it decodes at most max_pixels_per_batch pixels beyond each request's share of it
         (an image within its share, or the batch's first, is always decoded), so no batch of
-        legal images outlasts responseTimeout (docs/reliability.md)."""
+        legal images outlasts responseTimeout (docs/reliability.md). In nginx's fast lane an
+        image over fast_lane_max_pixels is not decoded at all: nginx re-sends it to the heavy lane."""
         if isinstance(image, bytes):
             image = open_image(image, self.max_pixels)
             pixels = image.width * image.height
+            if fast_lane and pixels > self.fast_lane_max_pixels:
+                raise ForHeavyLane(f"{pixels} pixels: over the fast lane's {self.fast_lane_max_pixels}, "
+                                   "for the heavy lane")
             if batch.pixels and pixels > self.pixel_share and batch.pixels + pixels > self.max_pixels_per_batch:
                 raise TooManyPixels(f"this batch already decodes {batch.pixels} pixels, the server's limit is "
                                     f"{self.max_pixels_per_batch}: retry in a moment")

@@ -53,6 +53,17 @@ class TooManyPixels(RequestError):
     retry_after_s = 1
 
 
+class ForHeavyLane(RequestError):
+    """An image of more than `handler.fast_lane_max_pixels` in a request nginx sent to the fast
+    lane, marked with the `marker` header: answered before it is decoded, so that nginx re-sends
+    the request to the heavy lane (`handler.heavy_lane`). A client never sees this answer;
+    requests without the marker (straight to TorchServe) are decoded wherever they arrive."""
+
+    reason = "for_heavy_lane"
+    status = 421          # Misdirected Request: "not this server, send it to another"
+    marker = "X-Fast-Lane"
+
+
 class InternalError(RequestError):
     """Not the client's fault: an unexpected failure on one image, logged with its traceback."""
 

@@ -5,7 +5,8 @@
 // one: 100,000 tiny fields in a 7 MiB body cost seconds of a worker and hundreds of MB of the
 // frontend's memory. The API needs two fields at most (the image and an explanation's target),
 // so a form with more than $max_form_fields is refused here, by counting its field separators
-// in the body nginx has already read; every other body passes untouched.
+// in the body nginx has already read; every other body passes untouched, to a lane: explanations
+// and bodies over $fast_lane_max_body bytes to the model's heavy lane, the rest to its fast lane.
 
 const FORM = /^\s*(multipart\/|application\/x-www-form-urlencoded)/i;
 
@@ -40,7 +41,9 @@ function api(r) {
                           + "one file field (and an explanation's target), or as the request body");
         }
     }
-    r.internalRedirect("@torchserve");
+    const heavy = r.variables.endpoint === "explanations"
+        || (body ? body.length : 0) > Number(r.variables.fast_lane_max_body);
+    r.internalRedirect(heavy ? "@heavy_lane" : "@fast_lane");
 }
 
 export default {api};

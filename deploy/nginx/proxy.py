@@ -32,13 +32,15 @@ REPO = HERE.parent.parent
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 STOP_TIMEOUT_S = 10
 sys.path.insert(0, str(REPO))   # run as a script: the repository's one config reader
-from configuration import server_properties  # noqa: E402
+from configuration import heavy_lanes, server_properties  # noqa: E402
+from model.errors import ForHeavyLane  # noqa: E402
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"   # sbin is not on every user's PATH
 # The limits nginx puts on every API request (docs/reliability.md, "Bounded cost"):
 MAX_FORM_FIELDS = 4        # the API needs two: the image and an explanation's target
 CONNECTIONS_PER_ADDRESS = 8   # requests in progress at once per client address (a browser opens 6)
 CLIENT_TIMEOUT = "10s"     # silence allowed while a client sends its headers or body, or idles
+FAST_LANE_MAX_BODY = 2**20   # bytes; a larger body goes to the model's heavy lane at once
 
 
 def js_module() -> Path:
@@ -86,6 +88,10 @@ def render(ts_config: Path, listen: str, run_dir: Path, rate: str, burst: int) -
         "connections": str(CONNECTIONS_PER_ADDRESS),
         "client_timeout": CLIENT_TIMEOUT,
         "upstream": upstream(settings),
+        "heavy_lanes": "".join(f"\n        {model} {heavy};" for model, heavy in heavy_lanes(settings).items()),
+        "fast_lane_max_body": str(FAST_LANE_MAX_BODY),
+        "handoff_status": str(ForHeavyLane.status),
+        "fast_lane_marker": ForHeavyLane.marker,
         "max_body_bytes": str(int(settings["max_request_size"])),
         "rate": rate,
         "burst": str(burst),
