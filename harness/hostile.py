@@ -17,14 +17,15 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from model.errors import HTTP_STATUS
+from model.errors import HTTP_STATUS, ForHeavyLane
 from harness.worker import Request
 from training.user_styles import encode
 
 FORMATS = ["PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF"]
 MODES = ["L", "LA", "RGB", "RGBA", "P", "1", "I;16"]
-# A digit or one of the handler's 4xx errors, never anything else.
-ANSWERS = {200} | {status for status in HTTP_STATUS.values() if status < 500}
+# A digit or one of the handler's 4xx errors, never anything else (nor a handover to the heavy
+# lane: these requests carry no fast-lane marker).
+ANSWERS = {200} | {status for reason, status in HTTP_STATUS.items() if status < 500 and reason != ForHeavyLane.reason}
 
 
 def png(width: int, height: int, color_type: int = 0, bit_depth: int = 8, idat: bytes = b"") -> bytes:

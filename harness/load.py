@@ -146,6 +146,15 @@ def frontend_counters(server: Server) -> Counter:
     return found
 
 
+def requests_per_model(server: Server) -> Counter:
+    """TorchServe's inference requests taken per model name (ts_inference_requests_total)."""
+    text = requests.get(f"{server.metrics}/metrics", timeout=10).text
+    found = Counter()
+    for model, value in re.findall(r'^ts_inference_requests_total\{model_name="([^"]+)".*\} (\S+)$', text, re.M):
+        found[model] += int(float(value))
+    return found
+
+
 def worker_deaths(server: Server) -> list[str]:
     """Lines of TorchServe's logs that say a worker died or was restarted."""
     return [line for name in ("ts_log.log", "model_log.log") for line in server.log(name).splitlines()

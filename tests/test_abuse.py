@@ -11,6 +11,7 @@ from harness import load as driver
 from harness.hostile_load import largest_image
 from harness.server import serving
 from harness.worker import Request
+from model.errors import ForHeavyLane
 from training.user_styles import mnist_png
 
 DIGITS = 300
@@ -103,3 +104,18 @@ def test_a_batch_decodes_at_most_its_pixel_budget(worker, test_set):
     assert [a.status for a in answers] == [200, 429, 429, 200, 200, 200, 200]
     assert answers[1].json()["type"] == "too_many_pixels"
     assert [a.json()["digit"] for a in answers[3:]] == [int(label) for label in test_set[1][:4]]
+
+
+def test_the_fast_lane_hands_large_images_over_undecoded(worker, test_set):
+    """Requests nginx sent to the fast lane carry its marker header: there an image over
+    fast_lane_max_pixels is answered 421 for_heavy_lane (nginx re-sends it to the heavy lane),
+    its batch peers as usual; without the marker (a client straight to TorchServe) the same image
+    is decoded and answered."""
+    large = largest_image(4 * worker.handler.fast_lane_max_pixels)
+    digit = mnist_png(test_set[0][0])
+    marked = {ForHeavyLane.marker: "1"}
+    answers = worker.predict([[("body", "image/png", large)], [("body", "image/png", digit)],
+                              [("body", "image/png", large)]], headers=[marked, marked, {}])
+    assert [a.status for a in answers] == [ForHeavyLane.status, 200, 200]
+    assert answers[0].json()["type"] == ForHeavyLane.reason
+    assert [answers[1].json()["digit"], answers[2].json()["digit"]] == [int(test_set[1][0]), 1]

@@ -12,11 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from configuration import server_properties
+from configuration import handler_settings, heavy_lanes, server_properties
 from harness.server import REPO, free_ports
-from harness.hostile_load import many_parts_body
-from harness.load import frontend_counters
+from harness.hostile_load import largest_image, many_parts_body
+from harness.load import frontend_counters, requests_per_model
 from harness.nginx import PROXY, start_proxy, stop_proxy
+from model.errors import ForHeavyLane
 from training.user_styles import mnist_png
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -184,6 +185,26 @@ def test_a_form_of_too_many_fields_never_reaches_torchserve(proxy, server, test_
     within, within_type = many_parts_body(limit)   # same-named fields, folded into one "x" by TorchServe
     assert call(proxy, "POST", "/predictions/mnist", server.key(), data=within,
                 headers={"Content-Type": within_type}).json()["type"] == "not_an_image"   # the handler's answer
+
+
+def test_costly_requests_go_to_the_heavy_lane(proxy, server, test_set):
+    """Two lanes: a digit is answered by the model's fast lane; an explanation, a body over the
+    fast lane's byte limit, and an image over handler.fast_lane_max_pixels (handed over by the fast
+    lane with its 421, the body re-sent) by its heavy lane, and each client gets its digit. A
+    client's own marker header reaches no lane (else the heavy lane would answer 421 itself)."""
+    heavy = heavy_lanes(server_properties(server.workdir / "config" / "config.properties"))["mnist"]
+    digit = mnist_png(test_set[0][0])
+    padded = digit + bytes(int(proxy.setting(r"set \$fast_lane_max_body (\d+);")))   # Pillow stops at IEND
+    large = largest_image(4 * handler_settings()["fast_lane_max_pixels"])
+    marker = {ForHeavyLane.marker: "1"}
+    cases = [("predictions", digit, {}, {"mnist": 1}), ("predictions", padded, {}, {heavy: 1}),
+             ("predictions", large, {}, {"mnist": 1, heavy: 1}), ("explanations", large, marker, {heavy: 1})]
+    for endpoint, body, headers, lanes in cases:
+        direct = server.predict(body, endpoint=endpoint).json()["digit"]   # no marker: decoded where it lands
+        before = requests_per_model(server)
+        answer = call(proxy, "POST", f"/{endpoint}/mnist", server.key(), headers=headers, data=body)
+        assert (answer.status_code, answer.json()["digit"]) == (200, direct), answer.text
+        assert +(requests_per_model(server) - before) == lanes, (endpoint, len(body))
 
 
 def raw_request(proxy, request: bytes) -> bytes:

@@ -27,7 +27,7 @@ from training.user_styles import mnist_png
 CONFIG = REPO / "config" / "config.properties"
 USABLE_CPUS = REPO / "container" / "usable_cpus.py"
 BY_HAND = ["torchserve", "--start", "--ncs", "--ts-config", str(CONFIG), "--model-store", "store",
-           "--models", "mnist=mnist.mar"]
+           "--models", "mnist=mnist.mar", "mnist_heavy=mnist.mar"]   # the two lanes config.properties loads
 REPOSITORY_LAYOUT = [*START_SCRIPTS, *SERVING_CONFIG, "model_store/mnist.mar"]
 
 
