@@ -57,15 +57,22 @@ def server_properties(path: Path = SERVER_CONFIG, environ: Mapping[str, str] | N
     return properties
 
 
-def heavy_lanes(properties: Mapping[str, str], model_config: Path = MODEL_CONFIG) -> dict[str, str]:
-    """model name -> the model name of its heavy lane, for each model a TorchServe's
-    config.properties (`properties`, as server_properties reads it) loads from an archive it also
-    loads as `handler.heavy_lane`: where nginx sends that model's costly requests
-    (docs/reliability.md, "Two lanes"). Models without one are not listed."""
-    archives = {}   # model name -> archive, from "name=file.mar,..." (a bare "file.mar" is named after its file)
+def loaded_models(properties: Mapping[str, str]) -> dict[str, str]:
+    """model name -> archive, for each model a TorchServe's config.properties (`properties`, as
+    server_properties reads it) loads at start: "name=file.mar,..." (a bare "file.mar" is named
+    after its file)."""
+    archives = {}
     for entry in filter(None, properties.get("load_models", "").split(",")):
         name, _, archive = entry.strip().rpartition("=")
         archives[name or archive.removesuffix(".mar")] = archive
+    return archives
+
+
+def heavy_lanes(properties: Mapping[str, str], model_config: Path = MODEL_CONFIG) -> dict[str, str]:
+    """model name -> the model name of its heavy lane, for each model `properties` loads from an
+    archive it also loads as `handler.heavy_lane`: where nginx sends that model's costly requests
+    (docs/reliability.md, "Two lanes"). Models without one are not listed."""
+    archives = loaded_models(properties)
     heavy = handler_settings(model_config)["heavy_lane"]
     return {name: heavy for name, archive in archives.items() if name != heavy and archives.get(heavy) == archive}
 

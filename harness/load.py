@@ -139,19 +139,20 @@ def drive(server: Server, load: list[Target], concurrency: int, tally: Tally | N
 
 def frontend_counters(server: Server) -> Counter:
     """TorchServe's Requests2XX/4XX/5XX counters from /metrics."""
-    text = requests.get(f"{server.metrics}/metrics", timeout=10).text
-    found = Counter()
-    for name, value in re.findall(r"^(Requests[245]XX)\{.*\} (\S+)$", text, re.M):
-        found[name] += int(float(value))
-    return found
+    return metric_sums(server, r"^(Requests[245]XX)\{.*\} (\S+)$")
 
 
 def requests_per_model(server: Server) -> Counter:
     """TorchServe's inference requests taken per model name (ts_inference_requests_total)."""
+    return metric_sums(server, r'^ts_inference_requests_total\{model_name="([^"]+)".*\} (\S+)$')
+
+
+def metric_sums(server: Server, line: str) -> Counter:
+    """The values of the /metrics lines matching `line`, summed per its first group."""
     text = requests.get(f"{server.metrics}/metrics", timeout=10).text
     found = Counter()
-    for model, value in re.findall(r'^ts_inference_requests_total\{model_name="([^"]+)".*\} (\S+)$', text, re.M):
-        found[model] += int(float(value))
+    for name, value in re.findall(line, text, re.M):
+        found[name] += int(float(value))
     return found
 
 
