@@ -93,8 +93,11 @@ def envelope_answer(envelope: str, reply) -> dict:
 
 
 def loaded_models(config: dict) -> list[str]:
-    """The model names load_models starts ("name=file.mar,...": mnist and its heavy lane, each
-    with workers of its own); mnist alone where the config names none (KServe's model_snapshot)."""
+    """The model names the server starts, each with workers of its own: a model_snapshot's
+    (KServe's), which TorchServe restores instead of load_models, else load_models' ("name=file.mar,...":
+    mnist and its heavy lane); mnist where the config names none."""
+    if config.get("model_snapshot"):
+        return list(json.loads(config["model_snapshot"]).get("models", {})) or [MODEL]
     entries = [entry.strip() for entry in config.get("load_models", "").split(",") if entry.strip()]
     return [entry.rpartition("=")[0] or entry.removesuffix(".mar") for entry in entries] or [MODEL]
 
