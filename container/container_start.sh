@@ -11,7 +11,8 @@ for file in model_store/mnist.mar config/config.properties config/log4j2.xml; do
 done
 export TS_INFERENCE_ADDRESS="http://0.0.0.0:${INFERENCE_PORT:-8080}"
 export TS_METRICS_ADDRESS="http://0.0.0.0:${METRICS_PORT:-8082}"
-# One worker per CPU the container may use (its --cpus or limits.cpu), as scripts/start.sh does.
+# One mnist worker per CPU the container may use (its --cpus or limits.cpu), as scripts/start.sh does;
+# its heavy lane has one (config.properties, models=).
 export TS_DEFAULT_WORKERS_PER_MODEL=${TS_DEFAULT_WORKERS_PER_MODEL:-$("$(dirname "$0")/usable_cpus.py")}
 export TMPDIR=${TMPDIR:-/tmp} TEMP=${TMPDIR:-/tmp}/mnist-torchserve-$(id -u)
 mkdir -p -m 0700 "$TEMP"

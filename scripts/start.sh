@@ -15,8 +15,8 @@ scripts/stop.sh
 
 export TMPDIR=${TMPDIR:-/tmp} TEMP=${TMPDIR:-/tmp}/mnist-torchserve-$(id -u)
 mkdir -p -m 0700 "$TEMP"
-# One worker per CPU this server may use (container/usable_cpus.py: its affinity, capped by its
-# cgroup's CPU quota), unless the caller chose. Left to itself TorchServe would start one per GPU
+# One mnist worker per CPU this server may use (container/usable_cpus.py: its affinity, capped by its
+# cgroup's CPU quota), unless the caller chose; its heavy lane's one is set in config.properties (models=). Left to itself TorchServe would start one per GPU
 # where it sees GPUs, leaving the CPU-side normalizer short of workers (docs/performance.md, "Workers").
 export TS_DEFAULT_WORKERS_PER_MODEL=${TS_DEFAULT_WORKERS_PER_MODEL:-$(python3 container/usable_cpus.py)}
 started_ms=$(date +%s%3N)
@@ -27,5 +27,6 @@ mkdir -p logs   # the server inherits these streams: never leave it holding the 
 env -u PYTHONPATH torchserve --start --ncs --ts-config config/config.properties --log-config config/log4j2.xml \
   >logs/torchserve_console.log 2>&1
 scripts/wait_ready.sh "${READY_TIMEOUT:-120}"
-echo "[start] TorchServe up, $TS_DEFAULT_WORKERS_PER_MODEL workers READY and answering $(( $(date +%s%3N) - started_ms )) ms after start" \
+echo "[start] TorchServe up, every worker READY ($TS_DEFAULT_WORKERS_PER_MODEL per model where config.properties' models= sets none)" \
+  "and answering $(( $(date +%s%3N) - started_ms )) ms after start" \
   "(logs in logs/, key in key_file.json, worker sockets in $TEMP)"

@@ -14,7 +14,7 @@ from training.user_styles import mnist_png
 
 DEMO_FILES = [*START_SCRIPTS, "scripts/demo.sh", "scripts/smoke.sh", "scripts/token.sh", "configuration.py",
               "deploy/nginx/nginx.conf.template", "deploy/nginx/security-headers.conf", "deploy/nginx/guard.js",
-              "deploy/nginx/proxy.py"]
+              "deploy/nginx/proxy.py", "config/model-config.yaml", "model/__init__.py", "model/errors.py"]
 SMOKE_DIGIT = "artifacts/samples/test00000-digit7.png"   # what scripts/smoke.sh sends: MNIST test digit 0
 
 
