@@ -5,8 +5,9 @@
 
 TorchServe's /ping says Healthy as soon as the frontend is up, seconds before a worker can
 answer, and goes on saying it after every worker died. So this asks the management API for the
-workers of every model config.properties loads (mnist and its heavy lane; at least one READY
-each, every one with --all-workers, what start-up waits for), then sends a known digit, MNIST test image 0 (a 7), to the inference API and checks the answer.
+workers of every model the server starts (mnist and its heavy lane; at least one READY each,
+every one with --all-workers, what start-up waits for), then sends a known digit, MNIST test
+image 0 (a 7), to mnist's inference API and checks the answer.
 
 CONFIG is the server's config.properties (config/config.properties in the working directory by
 default); its addresses are used with TorchServe's TS_<KEY> environment overrides, and
