@@ -11,7 +11,7 @@ MAY_IMPORT = {
     "configuration": set(), "container": set(), "model": set(), "handler": {"model"},
     "training": {"configuration", "model"}, "harness": {"configuration", "model", "training"},
     "scripts": {"configuration", "model", "handler", "training", "harness"},
-    "tests": {"configuration", "model", "handler", "training", "harness"}, "deploy": {"configuration"},
+    "tests": {"configuration", "model", "handler", "training", "harness"}, "deploy": {"configuration", "model"},
 }
 
 

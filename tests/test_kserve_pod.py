@@ -239,6 +239,7 @@ def test_explanations_through_kserve_answer_as_the_plain_api(pod, server, test_s
              for image, target in zip(images, [{}, {"target": 4}])]
     for answer, expected in zip(answers, plain, strict=True):   # the plain server batches: float noise
         np.testing.assert_allclose(answer.pop("attributions"), expected.pop("attributions"), atol=1e-5)
+        assert answer.pop("convergence_delta") == pytest.approx(expected.pop("convergence_delta"), abs=1e-5)
         assert answer == expected
 
 
